@@ -93,3 +93,14 @@ def settings_from_context(
     if configure_logging:
         setup_logging(settings.log_level, settings.log_format, settings.log_file)
     return settings
+
+
+def open_database(settings: Settings, *, autocommit: bool = False):
+    """Resolve and connect to the database, or fail with exit status 3 and a clear line."""
+    from etl import db
+
+    try:
+        conninfo = db.resolve_conninfo(settings)
+        return db.connect(conninfo, settings, autocommit=autocommit)
+    except db.DatabaseUnavailable as exc:
+        raise CannotStart(str(exc)) from None
