@@ -1,0 +1,108 @@
+"""Database connections: which server (configured or embedded), how to connect, errors without secrets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from etl import embedded, redact
+from etl.config import Settings
+from etl.sqlfiles import OPS
+
+log = logging.getLogger("etl.db")
+
+APPLICATION_NAME = "dopplersky-etl"
+
+_PARTS = {
+    "db_host": "host",
+    "db_port": "port",
+    "db_name": "dbname",
+    "db_user": "user",
+    "db_password": "password",
+}
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; the message is safe to print."""
+
+
+def configured_conninfo(settings: Settings) -> str | None:
+    """The conninfo the settings describe, or None when no database is configured."""
+    parts = {_PARTS[key]: str(settings.values[key]) for key in _PARTS if settings.values.get(key) is not None}
+    if settings.db_sslmode:
+        parts["sslmode"] = settings.db_sslmode
+    url = settings.database_url
+    if not url and not ({"host", "dbname", "user", "port"} & parts.keys()):
+        return None
+    # DATABASE_URL is the base; DB_* settings given as well override its parts (libpq semantics).
+    return make_conninfo(url or "", **parts)
+
+
+def resolve_conninfo(settings: Settings) -> str:
+    """The conninfo to use: the configured database, else the embedded server (started on demand)."""
+    conninfo = configured_conninfo(settings)
+    if conninfo is None:
+        try:
+            conninfo = embedded.start(settings.data_dir)
+        except embedded.EmbeddedUnavailable as exc:
+            raise DatabaseUnavailable(str(exc)) from None
+    password = conninfo_to_dict(conninfo).get("password")
+    if password:
+        redact.register_secret(password)
+    return conninfo
+
+
+def describe(conninfo: str) -> str:
+    """`user@host:port/dbname`, never the password."""
+    parts = conninfo_to_dict(conninfo)
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"{parts.get('user') or os.environ.get('USER', '')}@{host}:{port}/{parts.get('dbname', '')}"
+
+
+def connect(
+    conninfo: str,
+    settings: Settings,
+    *,
+    autocommit: bool = False,
+    application_name: str = APPLICATION_NAME,
+) -> psycopg.Connection:
+    """A connection with our timeouts; connection failures become DatabaseUnavailable."""
+    try:
+        conn = psycopg.connect(
+            conninfo,
+            autocommit=autocommit,
+            connect_timeout=settings.db_connect_timeout,
+            application_name=application_name,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database {describe(conninfo)}: {redact.redact(_first_line(exc))}"
+        ) from None
+    # A session setting rather than the `options` startup parameter: PgBouncer rejects unknown
+    # startup options.
+    timeout_ms = int(settings.statement_timeout * 1000)
+    conn.execute(OPS.set_statement_timeout, {"ms": str(timeout_ms)})
+    if not autocommit:
+        conn.commit()
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def whoami() -> str:
+    """`user@host` of this process, recorded with migrations and runs."""
+    try:
+        user = os.getlogin()
+    except OSError:
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    return f"{user}@{socket.gethostname()}"
