@@ -2,4 +2,7 @@
 
 from etl.cli import main
 
-main()
+# Guarded: worker processes (spawn) import the parent's main module as __mp_main__, and must not
+# start a second CLI.
+if __name__ == "__main__":
+    main()
