@@ -42,7 +42,7 @@ log = logging.getLogger("etl.ratelimit")
 
 T = TypeVar("T")
 
-_MAGIC = b"DSRL"
+_MAGIC = b"DSRL"  # tells our state from anything else found at the path (e.g. an old file)
 # Bump when the layout changes: a file in the old layout then reads as fresh state.
 _VERSION = 1
 # magic, version, next_slot, pause_until, spread_interval, spread_until, remaining, reset_at.

@@ -36,6 +36,7 @@ from etl.validate import DID_MAX, URI_MAX, Post, Profile, is_at_uri, is_did, pos
 
 log = logging.getLogger("etl.appview")
 
+# Names the project so AppView operators can tell who is calling (and whom to throttle).
 USER_AGENT = f"dopplersky-workers/{__version__} aiohttp/{aiohttp.__version__}"
 GET_PROFILE = "app.bsky.actor.getProfile"
 GET_PROFILES = "app.bsky.actor.getProfiles"
@@ -252,6 +253,9 @@ class AppView:
         attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
             try:
+                # The limiter wait happens inside the semaphore: a process then holds at most
+                # `concurrency` reserved slots, so processes share the machine's budget fairly
+                # and no slot goes to a request that could not start when it comes.
                 async with self._semaphore:
                     return await self._attempt(method, params, require)
             except Transient as exc:
