@@ -50,22 +50,33 @@ def check_database(settings: Settings) -> Check:
 
 async def _probe_appview(settings: Settings) -> Check:
     from etl.appview import AppView
+    from etl.appview.errors import AccountUnavailable
+    from etl.validate import is_did
 
     actor = settings.health_actor
     started = time.perf_counter()
+    # A DID goes through getProfiles, the call the run makes most; a handle through getProfile,
+    # because the client never sends a non-DID in a getProfiles batch.
+    method = "getProfiles" if is_did(actor) else "getProfile"
     try:
         async with AppView(settings) as client:
-            result = await client.get_profiles([actor])
+            if method == "getProfiles":
+                found = (await client.get_profiles([actor])).profiles
+                if not found:
+                    status = await client.account_status(actor)
+                    raise AccountUnavailable(actor, status)
+            else:
+                await client.profile(actor)
+    except AccountUnavailable as exc:
+        return Check("appview", False, f"{settings.bluesky_base_url} answered, but the probe account {actor} is {exc.status}")
     except Exception as exc:  # any failure is the check's answer, reported on its line
         return Check("appview", False, f"{settings.bluesky_base_url}: {type(exc).__name__}: {exc}")
     elapsed = (time.perf_counter() - started) * 1000
-    if not result.profiles:
-        return Check("appview", False, f"{settings.bluesky_base_url} answered, but not with the probe account {actor}")
-    return Check("appview", True, f"{settings.bluesky_base_url} answered getProfiles for {actor} in {elapsed:.0f} ms")
+    return Check("appview", True, f"{settings.bluesky_base_url} answered {method} for {actor} in {elapsed:.0f} ms")
 
 
 def check_appview(settings: Settings) -> Check:
-    """One getProfiles call for the probe account, with a single attempt and the usual timeouts."""
+    """One lookup of the probe account, a single attempt with the usual timeouts."""
     return asyncio.run(_probe_appview(settings.replace(max_attempts=1, rate_limit=0)))
 
 

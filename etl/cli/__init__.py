@@ -18,6 +18,9 @@ COMMANDS = {
     "health": "etl.cli.health:health",
     "db": "etl.cli.db:db",
     "simulate": "etl.cli.simulate:simulate",
+    "run": "etl.cli.run:run",
+    "status": "etl.cli.status:status",
+    "users": "etl.cli.users:users",
 }
 
 
