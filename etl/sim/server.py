@@ -430,7 +430,7 @@ def _admin_error(message: str, status: int = 400) -> web.Response:
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(body=dumps({"error": "InvalidRequest", "message": message}), content_type=JSON)
+    return web.HTTPBadRequest(text=dumps({"error": "InvalidRequest", "message": message}).decode(), content_type=JSON)
 
 
 def _admin_int(request: web.Request, name: str, default: int, low: int, high: int | None = None) -> int:
