@@ -55,6 +55,11 @@ def _gap_spans(days: list[date], values: list[float]) -> list[tuple[date, date]]
 
 def render_growth_chart(report: Report, path: str | Path) -> None:
     """Write a PNG of WIDTH_PX x HEIGHT_PX: followers above, engagement gained per day below."""
+    growth_figure(report).savefig(path, format="png", dpi=DPI)
+
+
+def growth_figure(report: Report) -> Any:
+    """The chart as a matplotlib Figure (Agg canvas), not yet saved."""
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
@@ -105,4 +110,4 @@ def render_growth_chart(report: Report, path: str | Path) -> None:
     locator = AutoDateLocator()
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    fig.savefig(path, format="png", dpi=DPI)
+    return fig

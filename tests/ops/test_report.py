@@ -270,3 +270,38 @@ def test_report_without_png_works_without_matplotlib(alice, etl_cli, monkeypatch
     result = etl_cli("report", ALICE_HANDLE, "--days", "3", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 4
+
+
+def test_chart_leaves_gaps_unconnected_and_labels_both_panels(alice, postgresql):
+    from etl import report as reports
+
+    account = reports.find_account(postgresql, ALICE_HANDLE)
+    report = reports.build_report(postgresql, account, LAST_DAY, 20)
+    fig = charts.growth_figure(report)
+    top, bottom = fig.axes
+    days = [row["date"] for row in report.days]
+    followers = list(top.lines[0].get_ydata())
+    # NaN (a break in the line) exactly on the days without a snapshot; no interpolated value.
+    assert [d for d, v in zip(days, followers, strict=True) if v != v] == sorted(
+        d for d in MISSING_DAYS if d >= report.first
+    )
+    assert top.get_ylabel() == "followers"
+    assert bottom.get_ylabel() == "engagement gained per day"
+    assert f"@{ALICE_HANDLE}" in fig.get_suptitle()
+    # One bar per day; a day whose change is unknown has no height, and is shaded as a gap.
+    bars = bottom.patches[: len(days)]
+    assert len(bars) == len(days)
+    feb12 = days.index(date(2026, 2, 12))
+    assert bars[feb12].get_height() == 0 and report.days[feb12]["engagement_change_1d"] is None
+    assert [text.get_text() for text in top.get_legend().get_texts()] == ["followers", "no snapshot (no change computed)"]
+
+
+def test_gap_spans_group_consecutive_missing_days():
+    days = [date(2026, 1, d) for d in range(1, 8)]
+    nan = float("nan")
+    values = [1.0, nan, nan, 4.0, nan, 6.0, nan]
+    assert charts._gap_spans(days, values) == [
+        (date(2026, 1, 2), date(2026, 1, 3)),
+        (date(2026, 1, 5), date(2026, 1, 5)),
+        (date(2026, 1, 7), date(2026, 1, 7)),
+    ]
