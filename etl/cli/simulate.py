@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from datetime import UTC, datetime
@@ -40,6 +41,13 @@ from etl.logs import setup_logging
     "repeat_cursor, endless_feed, dup_posts, hostile, bad_counts.",
 )
 @click.option(
+    "--activity",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Scale of everyone's posting volume (not the firehose accounts'), e.g. 0.2 for lighter benchmarks.",
+)
+@click.option(
     "--fault-attempts", type=click.IntRange(min=1), default=2, show_default=True, help="Transport faults strike only a request's first N attempts."
 )
 @common_options
@@ -53,6 +61,7 @@ def simulate(
     rate_window: float,
     latency_ms: float,
     faults: tuple[str, ...],
+    activity: float,
     fault_attempts: int,
 ) -> None:
     """Serve a simulated Bluesky AppView for tests, benchmarks and demos.
@@ -85,6 +94,7 @@ def simulate(
         latency_ms=latency_ms,
         faults=config.rates,
         fault_attempts=fault_attempts,
+        activity=activity,
     )
     try:
         asyncio.run(_serve(options, port))
@@ -96,6 +106,9 @@ async def _serve(options, port: int) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly."""
     from etl.sim.server import make_app, start_site
 
+    # The world's LRU caches hold millions of small objects; with the default thresholds the
+    # cyclic GC rescans them so often that it halves throughput. They hold no cycles.
+    gc.set_threshold(100_000, 50, 100)
     runner, bound = await start_site(make_app(options), port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

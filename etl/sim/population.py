@@ -113,8 +113,8 @@ class User:
     swap_day: int | None
     display_name: str | None
     description: str | None
-    avatar: str | None
-    banner: str | None
+    has_avatar: bool
+    has_banner: bool
     followers_base: int
     followers_growth: float
     follows_base: int
@@ -238,6 +238,7 @@ class Population:
         seed: int | str = 0,
         start: date | None = None,
         *,
+        activity: float = 1.0,
         cache_users: int = 200_000,
         cache_epochs: int = 100_000,
         cache_timelines: int = 2_000,
@@ -245,8 +246,11 @@ class Population:
     ) -> None:
         if size < 1:
             raise ValueError("a population needs at least one user")
+        if activity <= 0:
+            raise ValueError("activity must be > 0")
         self.size = size
         self.seed = seed
+        self.activity = activity
         self.start = start or datetime.now(UTC).date()
         self.start_us = int(datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC).timestamp()) * 1_000_000
         self.hasher = Hasher(f"{seed}")
@@ -258,6 +262,7 @@ class Population:
         self.profile = lru_cache(maxsize=cache_profiles)(self._make_profile)
         self.reply_refs = lru_cache(maxsize=cache_epochs)(self._make_reply_refs)
         self.epoch_rows = lru_cache(maxsize=cache_epochs // 4)(self._make_epoch_rows)
+        self.final_posts_count = lru_cache(maxsize=cache_profiles)(self._make_final_posts_count)
         # Epochs up to this one hold no pending deletion on any day >= 0: their rows are final.
         self.final_epoch = self.epoch_of(self.now_us(0) - DELETE_MAX_US) - 1
 
@@ -296,16 +301,21 @@ class Population:
         if swap == 0:
             swap = 2
         second = size - half
+        # Three distinct places in the second half: a deactivation, a firehose, a celebrity.
         deact = start + half + h[1] % second
-        fire = start + half + h[2] % second
-        if fire == deact:
-            fire = start + half + (fire - start - half + 1) % second
+        fire = start + half + (deact - start - half + 1 + h[2] % (second - 2)) % second
+        celebrity = next(
+            start + half + (fire - start - half + k) % second
+            for k in range(1, second)
+            if start + half + (fire - start - half + k) % second != deact
+        )
         swap_day = 1 + block % 3
         return {
             swap: ("swap", swap_day),
             swap + 1: ("swap", swap_day),
             deact: ("deactivate", 1 + (block + 1) % 3),
             fire: ("firehose", None),
+            celebrity: ("celebrity", None),
         }
 
     def _swap(self, index: int) -> tuple[int, int] | None:
@@ -337,7 +347,7 @@ class Population:
         if swap is not None:
             role = "swap"
         # Account age: up to two years before the start date (whole milliseconds).
-        if role == "official":
+        if role in ("official", "celebrity"):
             age_days = 800.0
         elif role == "firehose":
             age_days = 650 + 80 * ((h0 & 0xFFFF) / 65536)
@@ -348,10 +358,11 @@ class Population:
         draw = ((h0 >> 16) & 0xFFFF) / 65536
         if role == "firehose":
             activity, p_on, mean = FIREHOSE
-        elif role == "official":
-            activity, p_on, mean = "regular", 0.9, 12.0
+        elif role in ("official", "celebrity"):
+            activity, p_on, mean = "regular", 0.95, 16.0
         else:
             activity, p_on, mean = next((n, p, m) for bound, n, p, m in ACTIVITY if draw < bound)
+            mean *= self.activity  # the firehose and official accounts keep their volume
         reply_frac = 0.05 + 0.5 * (((h0 >> 32) & 0xFF) / 255)
         self_thread_frac = 0.1 + 0.4 * (((h0 >> 40) & 0xFF) / 255)
         repost_draw = ((h0 >> 48) & 0xFF) / 255
@@ -359,7 +370,7 @@ class Population:
         # Status.
         sdraw = (h1 & 0xFFFF) / 65536
         deactivate_day = None
-        if role in ("official", "swap", "firehose"):
+        if role in ("official", "swap", "firehose", "celebrity"):
             status = ACTIVE
         elif role == "deactivate":
             status = ACTIVE
@@ -393,17 +404,13 @@ class Population:
             suffix = words.NAME_SUFFIXES[(h3 >> 25) % len(words.NAME_SUFFIXES)]
             display_name = (f"{first} {last}" if last else first) + suffix
         description = None if (h3 >> 32) & 0xFF < 77 else words.DESCRIPTIONS[(h3 >> 40) % len(words.DESCRIPTIONS)]
-        avatar = None
-        if (g0 & 0xFF) >= 38:
-            avatar = f"https://cdn.bsky.app/img/avatar/plain/{did}/{cid(hs, 'avatar', index, raw=True)}@jpeg"
-        banner = None
-        if (g0 >> 8) & 0xFF < 102:
-            banner = f"https://cdn.bsky.app/img/banner/plain/{did}/{cid(hs, 'banner', index, raw=True)}@jpeg"
         # Audience: Pareto followers (x_m = 40, alpha = 1.2), log-normal-ish follows.
         fu = ((g1 & 0xFFFFFFFF) + 1) / 2**32
         followers = int(40 * fu ** (-1 / 1.2)) - 40 + int((g1 >> 32) % 7)
         if role == "firehose":
             followers = 100_000 + int((g1 >> 32) % 500_000)
+        elif role == "celebrity":
+            followers = 20_000 + int((g1 >> 32) % 300_000)
         elif role == "official":
             followers = 32_000_000
         followers = max(0, min(followers, 50_000_000))
@@ -436,8 +443,8 @@ class Population:
             swap_day=swap[1] if swap else None,
             display_name=display_name,
             description=description,
-            avatar=avatar,
-            banner=banner,
+            has_avatar=(g0 & 0xFF) >= 38,
+            has_banner=(g0 >> 8) & 0xFF < 102,
             followers_base=followers,
             followers_growth=growth,
             follows_base=min(follows, 20_000),
@@ -446,6 +453,32 @@ class Population:
             pin_pick=int(g3 >> 48),
             audience=0.05 * followers**0.85 + 0.3,
         )
+
+    def avatar(self, index: int) -> str | None:
+        """The avatar URL (CDN style), or None for the ~15% without one."""
+        user = self.user(index)
+        if not user.has_avatar:
+            return None
+        return f"https://cdn.bsky.app/img/avatar/plain/{user.did}/{cid(self.hasher, 'avatar', index, raw=True)}@jpeg"
+
+    def banner(self, index: int) -> str | None:
+        """The banner URL, or None."""
+        user = self.user(index)
+        if not user.has_banner:
+            return None
+        return f"https://cdn.bsky.app/img/banner/plain/{user.did}/{cid(self.hasher, 'banner', index, raw=True)}@jpeg"
+
+    def _popular_or_random(self, h: int, index: int) -> int:
+        """Whom a user replies to or reposts: half the time a big account (bsky.app or a
+        block's celebrity, as attention concentrates on them), else anyone."""
+        if h & 1:
+            blocks = max(1, -(-self.size // BLOCK))
+            block = (h >> 1) % (blocks + 1)
+            roles = self.block_roles(block) if block < blocks else {}
+            author = next((i for i, role in roles.items() if role[0] == "celebrity"), 0)
+        else:
+            author = (h >> 1) % self.size
+        return (author + 1) % self.size if author == index else author
 
     def status(self, index: int, day: int) -> str:
         """active | deactivated | takendown | not_found on a day."""
@@ -676,9 +709,7 @@ class Population:
             if (b & 0xFF) < 20:  # about 8%: the user's own post, shown a second time as a repost
                 author, back = index, 0
             else:
-                author = c % self.size
-                if author == index:
-                    author = (author + 1) % self.size
+                author = self._popular_or_random(c, index)
                 back = (d % (5 * 86_400_000)) * _MS
             target = self._pick_before(author, t - back, t, int(b >> 8))
             if target is not None:
@@ -702,11 +733,9 @@ class Population:
         if post.kind == SELF_REPLY:
             siblings = self.posts(post.author, post.epoch)
             return siblings[post.parent], siblings[post.root]
-        for attempt in range(8):  # most users post rarely: look until an author with posts then
+        for attempt in range(4):  # most users post rarely: look until an author with posts then
             h = self.hasher.h64("parent", post.author, post.epoch, post.gen, attempt)
-            author = h % self.size
-            if author == post.author:
-                continue
+            author = self._popular_or_random(h, post.author)
             around = post.t - (h >> 32) % (3 * 86_400_000) * _MS
             epoch = self.epoch_of(around)
             for e in (epoch, epoch - 1):
@@ -782,12 +811,20 @@ class Population:
         rows.sort()  # (sort_us, t, is_repost) is unique, so the Post objects are never compared
         return Timeline(rows, own)
 
+    def _make_final_posts_count(self, index: int) -> int:
+        """Posts left in the user's final epochs (the same on every day >= 0)."""
+        total = 0
+        for epoch in range(self.epoch_of(self.user(index).created_us), self.final_epoch + 1):
+            _, _, count, deletions = self.epoch_plan(index, epoch)
+            total += count - len(deletions)
+        return total
+
     def posts_count(self, index: int, day: int) -> int:
         """Own existing posts (replies included, reposts not) made at or before now."""
         now = self.now_us(day)
         user = self.user(index)
-        total = 0
-        for epoch in range(self.epoch_of(user.created_us), self.epoch_of(now) + 1):
+        total = self.final_posts_count(index)
+        for epoch in range(max(self.epoch_of(user.created_us), self.final_epoch + 1), self.epoch_of(now) + 1):
             if self.epoch_start(epoch + 1) + DELETE_MAX_US <= now:
                 _, _, count, deletions = self.epoch_plan(index, epoch)
                 total += count - len(deletions)  # every deletion of this epoch is in the past

@@ -38,6 +38,7 @@ def simulate_args(
     latency_ms: float = 0.0,
     faults: dict[str, float] | Iterable[str] = (),
     fault_attempts: int = 2,
+    activity: float = 1.0,
 ) -> list[str]:
     """The `etl simulate` arguments for these options."""
     args = ["simulate", "--users", str(users), "--seed", str(seed), "--port", str(port), "--day", str(day)]
@@ -52,6 +53,8 @@ def simulate_args(
         args += ["--fault", item]
     if fault_attempts != 2:
         args += ["--fault-attempts", str(fault_attempts)]
+    if activity != 1.0:
+        args += ["--activity", str(activity)]
     return args
 
 

@@ -30,7 +30,7 @@ Admin (never rate limited, delayed or faulted):
     GET  /_sim/events?day=D            {"day", "handle_swaps": [[did, did]], "handle_changes":
                                         [{"did", "old", "new"}], "deactivations": [did]}
                                        (scans the whole population; D defaults to today)
-    GET  /_sim/info                    {"users", "seed", "start", "day"}
+    GET  /_sim/info                    {"users", "seed", "start", "day", "activity"}
     GET|POST /_sim/faults              the fault configuration (shape in faults.py)
     GET|POST /_sim/rate-limit          {"limit": N | null, "window": seconds}; null or 0 = off
 
@@ -87,6 +87,7 @@ class SimOptions:
     latency_ms: float = 0.0
     faults: dict[str, float] = field(default_factory=dict)
     fault_attempts: int = 2
+    activity: float = 1.0
 
 
 class XrpcError(Exception):
@@ -131,10 +132,12 @@ def make_app(population_or_options: Population | SimOptions | None = None, **opt
     """The simulator as an aiohttp Application (options as SimOptions fields or keywords)."""
     if isinstance(population_or_options, Population):
         population = population_or_options
-        opts = SimOptions(users=population.size, seed=population.seed, start=population.start, **options)
+        opts = SimOptions(
+            users=population.size, seed=population.seed, start=population.start, activity=population.activity, **options
+        )
     else:
         opts = replace(population_or_options or SimOptions(), **options)
-        population = Population(opts.users, opts.seed, opts.start)
+        population = Population(opts.users, opts.seed, opts.start, activity=opts.activity)
     app = web.Application()
     app[STATE] = SimState(population, opts)
     app.router.add_get("/xrpc/{method}", _xrpc)
@@ -501,7 +504,7 @@ async def _truth(request: web.Request) -> web.Response:
             )
     answer.update(
         displayName=state.renderer.display_name(index),
-        avatar=pop.user(index).avatar,
+        avatar=pop.avatar(index),
         followersCount=profile.followers,
         followsCount=profile.follows,
         postsCount=profile.posts_count,
@@ -537,7 +540,9 @@ async def _clock(request: web.Request) -> web.Response:
 async def _info(request: web.Request) -> web.Response:
     state = request.app[STATE]
     pop = state.pop
-    return _json({"users": pop.size, "seed": pop.seed, "start": pop.start.isoformat(), "day": state.day})
+    return _json(
+        {"users": pop.size, "seed": pop.seed, "start": pop.start.isoformat(), "day": state.day, "activity": pop.activity}
+    )
 
 
 async def _events(request: web.Request) -> web.Response:

@@ -70,8 +70,9 @@ class Renderer:
         name = self.display_name(index)
         if name is not None:
             view["displayName"] = name
-        if user.avatar:
-            view["avatar"] = user.avatar
+        avatar = self.pop.avatar(index)
+        if avatar:
+            view["avatar"] = avatar
         view["associated"] = {"activitySubscription": {"allowSubscriptions": "followers"}}
         view["viewer"] = {"muted": False, "blockedBy": False}
         view["labels"] = self._labels(index)
@@ -104,10 +105,11 @@ class Renderer:
         description = user.description
         if description is not None or self.faults.data("hostile", user.did, user.did):
             view["description"] = self._hostile_name(user.did) or description
-        if user.avatar:
-            view["avatar"] = user.avatar
-        if user.banner:
-            view["banner"] = user.banner
+        avatar, banner = pop.avatar(index), pop.banner(index)
+        if avatar:
+            view["avatar"] = avatar
+        if banner:
+            view["banner"] = banner
         view["followersCount"] = numbers.followers
         view["followsCount"] = numbers.follows
         view["postsCount"] = numbers.posts_count

@@ -66,7 +66,7 @@ def test_the_clock_advances_by_whole_days_at_noon(own_client: Client) -> None:
     assert own_client.post("/_sim/advance").json()["day"] == 4
     assert own_client.get("/_sim/clock").json()["date"] == "2026-01-05"
     assert own_client.post("/_sim/advance", params={"days": -1}).status == 400
-    assert own_client.get("/_sim/info").json() == {"users": USERS, "seed": 7, "start": "2026-01-01", "day": 4}
+    assert own_client.get("/_sim/info").json() == {"users": USERS, "seed": 7, "start": "2026-01-01", "day": 4, "activity": 1.0}
 
 
 def test_counts_rise_and_posts_appear_only_when_the_day_advances(sim: ThreadedServer, own_client: Client) -> None:

@@ -15,14 +15,15 @@ from .conftest import Client
 
 
 def test_simulate_prints_its_url_serves_and_exits_zero_on_sigterm() -> None:
-    with SimProcess(users=500, seed=3, start=None, day=2, faults={"hostile": 0.1}) as sim:
+    with SimProcess(users=500, seed=3, start=None, day=2, faults={"hostile": 0.1}, activity=0.5) as sim:
         assert sim.url is not None and READY.match(f"Simulated AppView listening on {sim.url}")
         client = Client(sim.url)
         assert client.get("/_sim/clock").json()["day"] == 2
         assert client.get("/_sim/faults").json()["rates"] == {"hostile": 0.1}
         did = client.get("/_sim/users", {"limit": 2}).json()["users"][1]["did"]
         assert client.xrpc("app.bsky.actor.getProfiles", {"actors": [did]}).status == 200
-        assert client.get("/_sim/info").json()["users"] == 500
+        info = client.get("/_sim/info").json()
+        assert info["users"] == 500 and info["activity"] == 0.5
         assert sim.stop() == 0
         assert sim.process is not None and sim.process.stdout is not None and sim.process.stdout.closed
 

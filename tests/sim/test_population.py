@@ -236,3 +236,15 @@ def test_an_account_becomes_deactivated_on_a_later_day(world: Population) -> Non
     day, index = deactivated[0]
     assert world.status(index, day - 1) == "active" and world.status(index, day) == "deactivated"
     assert world.profile(index, day).posts_count is None and world.timeline(index, day).rows == []
+
+
+def test_activity_scales_posting_volume_but_keeps_the_backfill_buster() -> None:
+    light = Population(USERS, SEED, START, activity=0.2)
+    full = Population(USERS, SEED, START)
+    indexes = [i for i in range(USERS) if light.status(i, 0) == "active"]
+    light_total = sum(light.posts_count(i, 0) for i in indexes if light.user(i).role != "firehose")
+    full_total = sum(full.posts_count(i, 0) for i in indexes if full.user(i).role != "firehose")
+    assert light_total < 0.4 * full_total
+    assert max(light.posts_count(i, 0) for i in indexes) > 10_000
+    with pytest.raises(ValueError):
+        Population(USERS, SEED, START, activity=0)
