@@ -31,14 +31,15 @@ Posts
     Time is cut into 16-day epochs; per (user, epoch) one hash decides whether the user is active in
     it and how many posts they make (activity classes from lurker to heavy, scaled by `activity`,
     plus one "firehose" user per block of 1000 with well over 10,000 posts whatever the scale, and
-    one "celebrity" with 20k-320k followers who posts about daily). A post's time, kind (top level, reply in the
-    author's own thread, reply to another user), createdAt oddity, media and engagement all come from
-    the n-th draw of a generator seeded with hash(seed, user, epoch). RKEY = TID of the post's time. createdAt is normally that time with
-    milliseconds and `Z`; a few are written with a `+HH:MM` offset, backdated by months, in 2099, or
-    malformed. indexedAt = time + 0.3-8 s. Feed sort time = min(indexedAt, createdAt when it parses).
-    Users also repost others' recent posts (and sometimes their own). Replies to others and reposts
-    go half the time to a big account (bsky.app or a celebrity), half to anyone; a reply whose
-    parent cannot be found points at a post that does not exist (shown as notFoundPost).
+    one "celebrity" with 20k-320k followers who posts about daily). A post's time, kind (top level,
+    reply in the author's own thread, reply to another user), createdAt oddity, media and engagement
+    come from the n-th draw of a generator seeded with hash(seed, user, epoch). RKEY = TID of the
+    post's time. createdAt is normally that time with milliseconds and `Z`; a few are written with a
+    `+HH:MM` offset, backdated by months, in 2099, or malformed. indexedAt = time + 0.3-8 s. Feed
+    sort time = min(indexedAt, createdAt when it parses). Users also repost others' recent posts
+    (and sometimes their own). Replies to others and reposts go half the time to a big account
+    (bsky.app or a celebrity), half to anyone; a reply whose parent cannot be found points at a post
+    that does not exist (shown as notFoundPost).
 
 Engagement
     Each post has final counts (heavy-tailed, scaled by its author's audience) reached along
