@@ -27,6 +27,7 @@ MAX_DAYS = 3660
     "until",
     type=click.DateTime(["%Y-%m-%d"]),
     default=None,
+    metavar="DATE",
     help="Last day shown (UTC date). Default: the user's latest snapshot.",
 )
 @click.option(
