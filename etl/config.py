@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,16 @@ from urllib.parse import urlsplit
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+def _project_root() -> Path:
+    """Where config/ and sql/ are: beside the package in a checkout, else the installed share dir."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "config" / "default.yaml").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "dopplersky-workers"
+
+
+PROJECT_ROOT = _project_root()
 DEFAULT_FILE = PROJECT_ROOT / "config" / "default.yaml"
 
 # Names the reference README (and operators' existing .env files) use: the key upper-cased.
@@ -109,6 +119,13 @@ def _http_url(raw: Any) -> str:
     return text.rstrip("/")
 
 
+def _prom_file(raw: Any) -> str:
+    text = _text(raw).strip()
+    if not text.endswith(".prom"):
+        raise ValueError("must end in .prom (the node_exporter textfile collector reads only those)")
+    return text
+
+
 def _conninfo(raw: Any) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
@@ -167,6 +184,7 @@ SPECS: dict[str, Spec] = {
         Spec("post_window_days", _int(1)),
         Spec("backfill_max_posts", _int(1)),
         Spec("full_read_days", _int(0)),
+        Spec("metrics_file", _prom_file),
     ]
 }
 ENV_TO_KEY = {spec.env: key for key, spec in SPECS.items()}

@@ -304,6 +304,7 @@ def _run_pool(conn, report: RunReport, tasks, workers: int, on_progress, install
             shard_stats = {k: v for k, v in outcome.result.items() if k not in ("api", "error", "status")}
             shard_stats["requests"] = sum(stats.api.get("requests", {}).values()) if stats.api else 0
             shard_stats["rate_limited"] = stats.api.get("rate_limited", 0) if stats.api else 0
+            shard_stats["retries"] = stats.api.get("retries", 0) if stats.api else 0
             report.shard_reports[shard] = ShardReport(shard, stats.status, shard_stats, stats.error)
             continue
         if not outcome.started:

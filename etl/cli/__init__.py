@@ -21,6 +21,7 @@ COMMANDS = {
     "run": "etl.cli.run:run",
     "status": "etl.cli.status:status",
     "users": "etl.cli.users:users",
+    "report": "etl.cli.report:report",
 }
 
 

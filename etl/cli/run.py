@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import click
 
 from etl.cli.options import CannotStart, ConfigurationError, EtlError, common_options, settings_from_context
+
+log = logging.getLogger("etl.cli.run")
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -82,6 +85,13 @@ def run(shards, shard_index, workers, select_all, active_days, limit, force, dry
         if exc.exit_code == runmod.EXIT_USAGE:
             raise ConfigurationError(str(exc)) from None
         raise CannotStart(str(exc)) from None
+    if settings.metrics_file:
+        from etl.metrics import write_metrics
+
+        try:
+            write_metrics(settings.metrics_file, report, run_options=options)
+        except (OSError, ValueError) as exc:
+            log.error("cannot write metrics to %s: %s", settings.metrics_file, exc)
     display.summary(report, options)
     if report.exit_code != 0:
         if report.interrupted:

@@ -8,7 +8,6 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-import etl.cli
 from etl.cli import cli
 
 ALICE_DID = "did:plc:alice2222222222222222222"
@@ -69,9 +68,8 @@ def alice(postgresql: psycopg.Connection) -> str:
 
 @pytest.fixture
 def etl_cli(dsn: str, clean_environ, monkeypatch: pytest.MonkeyPatch):
-    """Invoke `etl ...` against this test's database, with `report` registered in the group."""
+    """Invoke `etl ...` against this test's database."""
     monkeypatch.setenv("DATABASE_URL", dsn)
-    monkeypatch.setitem(etl.cli.COMMANDS, "report", "etl.cli.report:report")
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(cli, list(args))

@@ -41,9 +41,6 @@ STANDARD_VARIABLES = {
     "PIP_DISABLE_PIP_VERSION_CHECK",  # image build only
 }
 SCHEDULER_VARIABLES = {name for pair in SCHEDULER_INDEX_VARIABLES for name in pair if name}
-# Settings the deployment files name ahead of their arrival in etl/config.py; remove a name once
-# ENV_TO_KEY has it.
-PENDING_SETTINGS = {"ETL_METRICS_FILE"}
 # The AppView's budget per IP address (DESIGN section 3).
 REQUESTS_PER_IP = 10.0
 
@@ -225,7 +222,7 @@ def test_the_invocation_check_walks_commands_and_their_options():
 
 
 def test_every_environment_variable_is_a_setting_or_an_allowed_one():
-    allowed = set(ENV_TO_KEY) | SCHEDULER_VARIABLES | STANDARD_VARIABLES | PENDING_SETTINGS
+    allowed = set(ENV_TO_KEY) | SCHEDULER_VARIABLES | STANDARD_VARIABLES
     unknown = sorted({f"{where}: {name}" for where, name in variable_names() if name not in allowed})
     assert not unknown, unknown
     used = {name for _, name in variable_names()}
