@@ -31,9 +31,11 @@ def build(builder: Callable[[Any], T | None], view: Any) -> T | None:
 def collect_own_posts(did: str, feed: list[Any], posts: dict[str, Post]) -> datetime | None:
     """Add the page's posts by `did` to `posts` (first seen wins); return the oldest sort time.
 
-    Reposts of others' posts are skipped; a self-repost or a pin is the same post as the
-    original item and deduplicates by URI. Pins do not count for the oldest sort time: a pin
-    sits on top of the feed whatever its age.
+    Items with a reason are skipped: a repost of someone else's post is not this user's, and a
+    self-repost or a pin shows a post whose original item sits at its own place in the feed.
+    Collecting originals only keeps the posts in the order of their own sort time, so "the
+    newest N posts" of a capped backfill means exactly that, whatever was reposted lately.
+    Pins do not count for the oldest sort time: a pin sits on top of the feed whatever its age.
     """
     oldest = None
     for item in feed:
@@ -45,6 +47,8 @@ def collect_own_posts(did: str, feed: list[Any], posts: dict[str, Post]) -> date
             when = sort_time(item)
             if when is not None and (oldest is None or when < oldest):
                 oldest = when
+        if reason is not None:
+            continue
         view = item.get("post")
         author = view.get("author") if isinstance(view, dict) else None
         if not isinstance(author, dict) or author.get("did") != did:
