@@ -186,6 +186,7 @@ class ShardWorker:
             self.stats.duration = time.monotonic() - started
             self._collect_api()
             await control.execute(ETL.update_shard, self.stats.row(task.run_id))
+            self.send(("progress", task.shard, {**self._progress(), "done": True}))
         except ShardBusy as busy:
             self.stats.status = "busy"
             self.stats.error = f"shard {task.shard} of run {task.run_id} is being worked by {busy}; not started here"
