@@ -24,10 +24,15 @@ snapshots: venv
 	bin/etl schema apply
 	bin/etl run
 
+# The whole job against a simulated AppView, checked against its truth (own database in .etl/demo).
+demo: venv
+	bin/etl demo --users $(or $(DEMO_USERS),3000) --days 2
+
 lint: venv
 	$(BIN)/ruff check .
 
 clean:
 	-test -x bin/etl && test -x $(BIN)/python && bin/etl db stop
+	-test -x bin/etl && test -x $(BIN)/python && test -d .etl/demo && ETL_DATA_DIR=.etl/demo bin/etl db stop
 	rm -rf $(VENV) .etl build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -185,6 +185,7 @@ SPECS: dict[str, Spec] = {
         Spec("backfill_max_posts", _int(1)),
         Spec("full_read_days", _int(0)),
         Spec("metrics_file", _prom_file),
+        Spec("progress_seconds", _float(1)),
     ]
 }
 ENV_TO_KEY = {spec.env: key for key, spec in SPECS.items()}

@@ -18,7 +18,7 @@ from etl.appview.results import Counters
 from etl.config import Settings
 from etl.logs import set_run_id
 from etl.pool import ShardPool
-from etl.shards import MAX_SHARDS, parse_shard_index, scheduler_shards
+from etl.shards import MAX_SHARDS, parse_shard_index, scheduler_shards, shard_of
 from etl.sqlfiles import queries
 from etl.worker import SHARD_LOCK_NAMESPACE, ShardStats, ShardTask, shard_lock_key, shard_process
 
@@ -153,15 +153,24 @@ def limit_boundary(conn: psycopg.Connection, options: RunOptions, run_at: dateti
     return row[0] if row else None
 
 
-def count_selected(conn: psycopg.Connection, options: RunOptions, run_at: datetime, shard: int, upto: str | None) -> int:
-    """How many users a shard selects (dry run): pages through select_users, writing nothing."""
-    total, after = 0, ""
+def count_selected(
+    conn: psycopg.Connection,
+    options: RunOptions,
+    run_at: datetime,
+    upto: str | None,
+    *,
+    resume: bool = False,
+) -> dict[int, int]:
+    """Selected users per shard, in one pass over the selection (shards computed here, in Python)."""
+    counts = dict.fromkeys(range(options.shards), 0)
+    after = ""
     while True:
-        params = _select_params(options, run_at, shard=shard, upto=upto, after=after)
+        params = _select_params(options, run_at, shard_count=1, shard=0, upto=upto, after=after, resume=resume)
         rows = conn.execute(ETL.select_users, params).fetchall()
-        total += len(rows)
+        for (did,) in rows:
+            counts[shard_of(did, options.shards)] += 1
         if len(rows) < COUNT_PAGE:
-            return total
+            return counts
         after = rows[-1][0]
 
 
@@ -229,8 +238,8 @@ def execute(
             return report  # nothing to run: the CLI explains how to register users
         upto = limit_boundary(conn, options, run_at)
         if options.dry_run:
-            for shard in shards_here:
-                report.dry_counts[shard] = count_selected(conn, options, run_at, shard, upto)
+            counts = count_selected(conn, options, run_at, upto)
+            report.dry_counts = {shard: counts[shard] for shard in shards_here}
             report.duration = time.monotonic() - started
             return report
         run_id, _status, _started = conn.execute(
@@ -266,6 +275,11 @@ def execute(
         ]
         workers = min(options.workers or settings.max_workers or os.cpu_count() or 1, max(1, len(tasks)))
         report.workers = workers
+        if tasks and on_progress is not None:
+            # The users each shard will work (resume: those without today's snapshot), for the
+            # progress display's totals and ETA.
+            counts = count_selected(conn, options, run_at, upto, resume=not options.force)
+            on_progress(("plan", None, {shard: counts[shard] for shard in todo}))
         if tasks:
             log.info(
                 "run %d (%s, %d shards, %s): %d shards here with %d workers",

@@ -22,6 +22,7 @@ COMMANDS = {
     "status": "etl.cli.status:status",
     "users": "etl.cli.users:users",
     "report": "etl.cli.report:report",
+    "demo": "etl.cli.demo:demo",
 }
 
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+from typing import TextIO
+
 import click
 
 from etl.run import RunOptions, RunReport
+
+log = logging.getLogger("etl.progress")
+
+# A terminal redraws its progress line at most this often.
+REDRAW_SECONDS = 0.5
 
 COLUMNS = (
     ("shard", "shard"),
@@ -20,17 +30,99 @@ COLUMNS = (
 )
 
 
-class RunDisplay:
-    """Collects workers' progress messages and prints the run's summary."""
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
-    def __init__(self, *, quiet: bool = False):
+
+class RunDisplay:
+    """Workers' progress as one live line on a terminal, or a log line every few seconds; then the summary.
+
+    Every worker sends ("progress", shard, counts) after each batch; the run sends one
+    ("plan", None, {shard: users}) first, so the display knows the totals for its ETA.
+    """
+
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        every: float = 30.0,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        clock=time.monotonic,
+    ):
         self.quiet = quiet
+        self.every = every
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.clock = clock
+        self.started = clock()
+        self.planned: dict[int, int] = {}
         self.shards: dict[int, dict] = {}
+        self.finished: set[int] = set()
+        self._last_shown = float("-inf")
+        self._drawn = False
 
     def progress(self, message: tuple) -> None:
-        """A ("progress", shard, counts) message from a worker."""
-        _, shard, counts = message
-        self.shards[shard] = counts
+        """A message from the run ("plan") or a worker ("progress")."""
+        kind, shard, data = message
+        if kind == "plan":
+            self.planned = dict(data)
+            self.started = self.clock()
+        elif kind == "progress":
+            self.shards[shard] = data
+            if data.get("done"):
+                self.finished.add(shard)
+        else:
+            return
+        self._maybe_show()
+
+    def line(self) -> str:
+        """users done of total, users/s, requests/s, ETA, failures, shards done."""
+        done = sum(s.get("selected", 0) for s in self.shards.values())
+        total = sum(self.planned.values())
+        requests = sum(s.get("requests", 0) for s in self.shards.values())
+        failed = sum(s.get("failed", 0) for s in self.shards.values())
+        limited = sum(s.get("rate_limited", 0) for s in self.shards.values())
+        elapsed = max(self.clock() - self.started, 1e-6)
+        rate = done / elapsed
+        parts = [f"{done:,}/{total:,} users" + (f" ({100 * done / total:.0f}%)" if total else "")]
+        parts.append(f"{rate:.1f} users/s")
+        parts.append(f"{requests / elapsed:.1f} requests/s")
+        if total and rate > 0 and done < total:
+            parts.append(f"ETA {_duration((total - done) / rate)}")
+        parts.append(f"{failed} failed")
+        if limited:
+            parts.append(f"{limited} rate-limited")
+        if self.planned:
+            parts.append(f"{len(self.finished & set(self.planned))}/{len(self.planned)} shards done")
+        return ", ".join(parts)
+
+    def _maybe_show(self) -> None:
+        if self.quiet:
+            return
+        now = self.clock()
+        if self.live:
+            if now - self._last_shown >= REDRAW_SECONDS:
+                self.stream.write("\r\x1b[K" + self.line())
+                self.stream.flush()
+                self._drawn = True
+                self._last_shown = now
+        elif now - self._last_shown >= self.every:
+            if self._last_shown != float("-inf") or self.shards:
+                log.info("progress: %s", self.line())
+            self._last_shown = now
+
+    def close(self) -> None:
+        """End the live line so that the summary starts on a clean one."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K" + self.line() + "\n")
+            self.stream.flush()
+            self._drawn = False
 
     def summary(self, report: RunReport, options: RunOptions) -> None:
         """The table printed when the run ends (always, even with --quiet)."""

@@ -78,13 +78,15 @@ def run(shards, shard_index, workers, select_all, active_days, limit, force, dry
         dry_run=dry_run,
         as_of=_timestamp(as_of),
     )
-    display = RunDisplay(quiet=quiet)
+    display = RunDisplay(quiet=quiet, every=settings.progress_seconds)
     try:
         report = runmod.execute(settings, options, on_progress=display.progress)
     except runmod.RunError as exc:
+        display.close()
         if exc.exit_code == runmod.EXIT_USAGE:
             raise ConfigurationError(str(exc)) from None
         raise CannotStart(str(exc)) from None
+    display.close()
     if settings.metrics_file:
         from etl.metrics import write_metrics
 

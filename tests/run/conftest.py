@@ -12,6 +12,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from etl import run as runmod
 from etl.config import Settings
 from etl.sim.expect import fetch_json
+from etl.sqlfiles import OPS
 from etl.users import register, resolve
 from tests.conftest import dsn_of
 
@@ -73,7 +74,7 @@ def register_all(settings: Settings, dsn: str, users: list[dict]) -> dict[str, s
     registrations = asyncio.run(resolve(settings, [u["did"] for u in users]))
     with psycopg.connect(dsn) as conn:
         register(conn, registrations)
-        return dict(conn.execute("SELECT did, handle FROM users").fetchall())
+        return dict(conn.execute(OPS.registered_users).fetchall())
 
 
 def run_day(settings: Settings, sim, **options) -> runmod.RunReport:
