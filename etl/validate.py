@@ -2,7 +2,9 @@
 
 Everything the AppView sends passes through here before it reaches the database. A bad item is
 repaired (with a warning naming it) or dropped (with a warning naming it); the builders never
-raise, so one odd post cannot fail its page or its batch.
+raise, so one odd post cannot fail its page or its batch. A count that cannot be repaired into
+its true value (missing, negative, not an integer) is marked `unusable` on its model: the run
+then writes no snapshot for that user rather than one with an invented number.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -137,11 +140,18 @@ def clean_text(s: str, max_chars: int) -> str:
     return s if len(s) <= max_chars else s[:max_chars]
 
 
-def clean_count(value: Any, field: str, item: str) -> int:
-    """A count fit for an INTEGER column; anything else becomes 0 (or is capped) with a warning."""
+def clean_count(value: Any, field: str, item: str, unusable: list[str] | None = None) -> int:
+    """A count fit for an INTEGER column; anything else becomes 0 (or is capped) with a warning.
+
+    A value that is not a non-negative JSON integer (missing, negative, a float, a string) has
+    no true count to store: its field name is appended to `unusable`, so that the caller can
+    refuse to write a snapshot from it (the 0 is only a placeholder). A count above the INTEGER
+    maximum is capped: the column cannot hold more.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             log.warning("%s: %s is negative (%d); using 0", item, field, value)
+            _note(unusable, field)
             return 0
         if value > INT_MAX:
             log.warning("%s: %s is %d, above the INTEGER maximum; capping it", item, field, value)
@@ -151,7 +161,13 @@ def clean_count(value: Any, field: str, item: str) -> int:
         log.warning("%s: %s is missing; using 0", item, field)
     else:
         log.warning("%s: %s is not an integer (%s); using 0", item, field, _show(value))
+    _note(unusable, field)
     return 0
+
+
+def _note(unusable: list[str] | None, field: str) -> None:
+    if unusable is not None:
+        unusable.append(field)
 
 
 def _show(value: Any, limit: int = 80) -> str:
@@ -179,6 +195,9 @@ class Profile:
     followers: int
     follows: int
     posts: int
+    # Counts the AppView sent unusable (missing, negative, not integers), stored as 0 above: a
+    # snapshot must not be written from this profile (see clean_count).
+    unusable: tuple[str, ...] = dataclass_field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +211,8 @@ class Post:
     replies: int
     quotes: int
     reposts: int
+    # Counts the AppView sent unusable, stored as 0 above (see clean_count and Profile.unusable).
+    unusable: tuple[str, ...] = dataclass_field(default=(), compare=False)
 
 
 def profile_from_view(view: Any) -> Profile | None:
@@ -206,14 +227,16 @@ def profile_from_view(view: Any) -> Profile | None:
     if len(did) > DID_MAX:
         log.warning("profile %s dropped: DID longer than %d characters", _item_name(did), DID_MAX)
         return None
+    unusable: list[str] = []
     return Profile(
         did=did,
         handle=_handle(view.get("handle"), did),
         display_name=_optional_text(view.get("displayName"), DISPLAY_NAME_MAX, "displayName", did),
         avatar=_avatar(view.get("avatar"), did),
-        followers=clean_count(view.get("followersCount"), "followersCount", did),
-        follows=clean_count(view.get("followsCount"), "followsCount", did),
-        posts=clean_count(view.get("postsCount"), "postsCount", did),
+        followers=clean_count(view.get("followersCount"), "followersCount", did, unusable),
+        follows=clean_count(view.get("followsCount"), "followsCount", did, unusable),
+        posts=clean_count(view.get("postsCount"), "postsCount", did, unusable),
+        unusable=tuple(unusable),
     )
 
 
@@ -314,14 +337,16 @@ def post_from_view(view: Any) -> Post | None:
         log.warning("post %s: createdAt %s does not parse; using indexedAt", name, _item_name(created_raw))
     elif created_at != created:
         log.warning("post %s: createdAt %s is in the future; using indexedAt", name, created_raw)
+    unusable: list[str] = []
     return Post(
         uri=uri,
         did=author_did,
         created_at=created_at,
-        likes=clean_count(view.get("likeCount"), "likeCount", uri),
-        replies=clean_count(view.get("replyCount"), "replyCount", uri),
-        quotes=clean_count(view.get("quoteCount"), "quoteCount", uri),
-        reposts=clean_count(view.get("repostCount"), "repostCount", uri),
+        likes=clean_count(view.get("likeCount"), "likeCount", uri, unusable),
+        replies=clean_count(view.get("replyCount"), "replyCount", uri, unusable),
+        quotes=clean_count(view.get("quoteCount"), "quoteCount", uri, unusable),
+        reposts=clean_count(view.get("repostCount"), "repostCount", uri, unusable),
+        unusable=tuple(unusable),
     )
 
 

@@ -308,9 +308,16 @@ class ShardWorker:
                 staged.statuses.append((did, status))
                 inactive += 1
 
+        for did, profile in profiles.items():
+            if profile.unusable:
+                # A 0 in place of a count the AppView garbled would chart as a real drop.
+                failed[did] = f"getProfiles: unusable {', '.join(profile.unusable)} (missing, negative or not an integer)"
+
         modes: Counter = Counter()
         plans: dict[str, Mode] = {}
         for did, profile in profiles.items():
+            if did in failed:
+                continue
             mode = choose_mode(by_did[did], profile.posts, self.task.run_date, self.settings.full_read_days)
             plans[did] = mode
             modes[mode.value] += 1
@@ -327,7 +334,11 @@ class ShardWorker:
             if result.error is not None:
                 failed[did] = f"getAuthorFeed: {_reason(result.error)}"
                 return
-            posts_by_user[did] = self._keep(result.posts, mode)
+            kept = self._keep(result.posts, mode)
+            if reason := _unusable_posts(kept):
+                failed[did] = f"getAuthorFeed: {reason}"
+                return
+            posts_by_user[did] = kept
             reads[did] = self._read_row(did, mode, result)
 
         async def guarded_feed(did: str, mode: Mode) -> None:
@@ -362,6 +373,9 @@ class ShardWorker:
                     continue
                 uris = by_did[did].window_uris
                 posts_by_user[did] = [found[uri] for uri in uris if uri in found]
+                if reason := _unusable_posts(posts_by_user[did]):
+                    failed[did] = f"getPosts: {reason}"
+                    continue
                 if len(posts_by_user[did]) < len(uris):
                     # A window post vanished while postsCount stayed the same: another post must
                     # have appeared. Read the window to find it (and to confirm the deletion).
@@ -434,6 +448,14 @@ class ShardWorker:
             self.failure_reasons[reason.split(":", 1)[0]] += 1
         stats.failures = dict(self.failure_reasons)
         return work
+
+
+def _unusable_posts(posts: list[Post]) -> str | None:
+    """Why these posts cannot be summed into a snapshot (a count the AppView garbled), or None."""
+    bad = [post for post in posts if post.unusable]
+    if not bad:
+        return None
+    return f"unusable counts on {len(bad)} posts (e.g. {', '.join(bad[0].unusable)} of {bad[0].uri})"
 
 
 def _reason(exc: BaseException) -> str:
