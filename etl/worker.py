@@ -334,6 +334,14 @@ class ShardWorker:
             if result.error is not None:
                 failed[did] = f"getAuthorFeed: {_reason(result.error)}"
                 return
+            if result.stop == "repeated_cursor":
+                # Following the cursor would loop, and the posts past it cannot be reached: the
+                # sums would be short by an unknown amount.
+                failed[did] = (
+                    f"getAuthorFeed: the AppView repeated a cursor after {result.pages} pages; "
+                    "the feed could not be read to the end"
+                )
+                return
             kept = self._keep(result.posts, mode)
             if reason := _unusable_posts(kept):
                 failed[did] = f"getAuthorFeed: {reason}"
