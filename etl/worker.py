@@ -352,10 +352,19 @@ class ShardWorker:
         async def guarded_feed(did: str, mode: Mode) -> None:
             try:
                 await read_feed(did, mode)
-            except AccountUnavailable as gone:
-                # Deactivated (or gone) between getProfiles and the feed call: record, no snapshot.
+            except AccountUnavailable:
+                # Gone between getProfiles and the feed call. The feed says "Profile not found"
+                # whatever the reason; getProfile tells deactivated, taken down and deleted apart.
+                try:
+                    status = await api.account_status(did)
+                except AppViewError as exc:
+                    failed[did] = f"getProfile: {_reason(exc)}"
+                    return
+                if status == "active":
+                    failed[did] = "getAuthorFeed found no account but getProfile found it active"
+                    return
                 profiles.pop(did, None)
-                staged.statuses.append((did, gone.status))
+                staged.statuses.append((did, status))
                 nonlocal inactive
                 inactive += 1
             except AppViewError as exc:

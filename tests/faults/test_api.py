@@ -1,0 +1,207 @@
+"""API faults: two days of runs against a simulator that fails, stalls and lies, then reruns.
+
+One world serves every API row: transient faults strike every kind of request at random (and
+always clear by the third attempt), while each persistent fault is aimed at one user of its own.
+Each row is a test that reads the shared outcome, so a failure names the fault that broke.
+Day 0 exercises the first read (backfill); day 1 the later ones (window reads, getPosts refreshes).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+from aiohttp import web
+
+from etl.sim.expect import truth
+from etl.shards import shard_of
+from etl.sim.faults import Target
+from tests.faults.conftest import (
+    check_end_state,
+    clean_names,
+    end_state,
+    rerun_completes,
+    run_once,
+    user_failures,
+    world,
+    written,
+)
+
+pytestmark = pytest.mark.slow
+
+BACKFILL = 300  # posts read the first time (the default is 10,000): keeps the matrix quick
+TRANSIENT = {"500": 0.08, "502": 0.08, "timeout": 0.02, "reset": 0.04, "truncated": 0.04}
+FEED_ANOMALIES = {"short_pages": 0.3, "dup_posts": 0.3}
+# Persistent faults, one user each, and what the user's failure reason must say.
+FEED_FAULTS = {
+    "500": "HTTP 500",
+    "502": "HTTP 502",
+    "timeout": "timed out",
+    "reset": "",
+    "truncated": "unreadable JSON",
+}
+
+
+def deactivate_after_get_profiles(victim: str):
+    """A middleware: once getProfiles has answered for `victim`, the account is deactivated
+    (before the run asks for its feed)."""
+
+    @web.middleware
+    async def hook(request: web.Request, handler):
+        response = await handler(request)
+        if (
+            request.match_info.get("method") == "app.bsky.actor.getProfiles"
+            and victim in request.query.getall("actors", [])
+            and response.status == 200
+        ):
+            from etl.sim.server import STATE
+
+            request.app[STATE].faults.config.targets[victim] = Target(status="deactivated")
+        return response
+
+    return hook
+
+
+class Casting:
+    """Which user gets which persistent fault, chosen by the shape of their feed."""
+
+    def __init__(self, sim_url: str, registered: dict[str, str]):
+        truths = {did: truth(sim_url, did) for did in sorted(registered)}
+        active = [did for did, t in truths.items() if t["status"] == "active"]
+        # The failed getProfiles call takes its whole chunk down: its target gets shard 0 to
+        # itself, every other target is in shard 1.
+        self.profile_500 = next(did for did in active if shard_of(did, 2) == 0 and truths[did]["feed_items"] <= 30)
+        active = [did for did in active if shard_of(did, 2) == 1]
+        small = [did for did in active if 1 <= truths[did]["feed_items"] <= 30]
+        big = [did for did in active if 150 <= truths[did]["feed_items"] <= 3000]
+        self.truths = truths
+        self.feed = {kind: small.pop() for kind in FEED_FAULTS}
+        self.endless = small.pop()
+        self.hostile_small = small.pop()
+        self.bad_counts = small.pop()
+        self.deactivated = small.pop()
+        self.repeat_cursor = big.pop()
+        self.hostile_big = big.pop()
+
+    def targets(self) -> dict:
+        targets = {did: {"feed": kind} for kind, did in self.feed.items()}
+        targets[self.endless] = {"feed": "endless_feed"}
+        targets[self.repeat_cursor] = {"feed": "repeat_cursor"}
+        targets[self.hostile_small] = {"data": ["hostile"]}
+        targets[self.hostile_big] = {"data": ["hostile"]}
+        targets[self.bad_counts] = {"data": ["bad_counts"]}
+        targets[self.profile_500] = {"profile": "500"}
+        return targets
+
+
+@pytest.fixture(scope="module")
+def day0(module_db, base, tmp_path_factory):
+    """Day 0 under every API fault, then its rerun with the faults gone; then day 1 likewise."""
+    tmp = tmp_path_factory.mktemp("api")
+    # The victim of the mid-run deactivation is chosen before the simulator starts, from a
+    # throwaway world with the same seed.
+    from tests.faults.conftest import SEED, USERS, serve
+    from etl.sim.expect import sim_users
+
+    with serve(users=USERS, seed=SEED) as probe:
+        casting = Casting(probe.url, {u["did"]: u["handle"] for u in sim_users(probe.url)})
+    with world(
+        module_db,
+        base,
+        tmp,
+        "api",
+        middlewares=(deactivate_after_get_profiles(casting.deactivated),),
+        backfill_max_posts=BACKFILL,
+        max_pages=40,
+    ) as w:
+        w.sim.set_faults({"rates": {**TRANSIENT, **FEED_ANOMALIES, "hostile": 0.2}, "attempts": 2, "targets": casting.targets()})
+        report, as_of = run_once(w.settings, w.sim)
+        got = written(w.dsn, as_of.date())
+        expect = w.expectation()
+        expect.backfill_max_posts = BACKFILL
+        expect.after_run(as_of, got)
+        clean_names(expect)
+        state = end_state(w.dsn, expect, as_of.date())
+        failures = user_failures(w.log_file)
+        yield {
+            "world": w,
+            "casting": casting,
+            "report": report,
+            "as_of": as_of,
+            "state": state,
+            "failures": failures,
+            "expect": expect,
+        }
+
+
+def test_day0_end_state(day0):
+    c = day0["casting"]
+    failed = set(day0["failures"])
+    check_end_state(day0["state"], day0["expect"], failed=failed)
+    assert day0["state"].users_failed == len(failed)
+    assert day0["report"].exit_code == 1
+
+
+@pytest.mark.parametrize("kind", list(FEED_FAULTS))
+def test_persistent_feed_fault_fails_that_user_with_the_reason(day0, kind):
+    did = day0["casting"].feed[kind]
+    reason = day0["failures"].get(did)
+    assert reason is not None and reason.startswith("getAuthorFeed:"), reason
+    assert FEED_FAULTS[kind] in reason
+    assert did not in day0["state"].written
+
+
+def test_transient_faults_are_retried_and_every_other_user_is_written(day0):
+    report = day0["report"]
+    assert report.api.retries > 0
+    c = day0["casting"]
+    expected_failures = set(c.feed.values()) | {c.repeat_cursor, c.hostile_big, c.bad_counts, c.profile_500}
+    other = set(day0["failures"]) - expected_failures
+    # Only the users sharing the failed getProfiles call with the targeted one fail besides.
+    assert all(day0["failures"][did].startswith("getProfiles:") for did in other), {d: day0["failures"][d] for d in other}
+    assert len(other) < 25
+
+
+def test_endless_feed_stops_at_the_page_cap_and_the_user_is_written(day0):
+    assert day0["casting"].endless in day0["state"].written
+
+
+def test_repeated_cursor_ends_the_read_without_looping(day0):
+    did = day0["casting"].repeat_cursor
+    assert did not in day0["state"].written
+    assert "cursor" in day0["failures"][did]
+
+
+def test_hostile_strings_are_stored_cleaned_or_verbatim(day0):
+    did = day0["casting"].hostile_small
+    assert did in day0["state"].written
+    with psycopg.connect(day0["world"].dsn) as conn:
+        name = conn.execute('SELECT "displayName" FROM users WHERE did = %s', (did,)).fetchone()[0]
+    assert name is None or ("\x00" not in name and len(name) <= 255)
+
+
+def test_a_page_over_the_size_cap_fails_that_user_clearly(day0):
+    reason = day0["failures"][day0["casting"].hostile_big]
+    assert "exceeds the 10485760-byte limit" in reason
+
+
+def test_bad_counts_fail_the_user_rather_than_write_invented_numbers(day0):
+    did = day0["casting"].bad_counts
+    assert did not in day0["state"].written
+    assert "count" in day0["failures"][did].lower()
+
+
+def test_account_deactivated_between_get_profiles_and_the_feed_is_recorded_without_a_snapshot(day0):
+    did = day0["casting"].deactivated
+    assert did not in day0["state"].written
+    with psycopg.connect(day0["world"].dsn) as conn:
+        status = conn.execute("SELECT account_status FROM users WHERE did = %s", (did,)).fetchone()[0]
+    assert status == "deactivated"
+    assert did not in day0["failures"]
+
+
+def test_the_rerun_completes_the_day(day0):
+    w = day0["world"]
+    rerun = rerun_completes(w.settings, w.sim, w.dsn, day0["expect"], day0["as_of"])
+    assert rerun.written >= day0["state"].written
