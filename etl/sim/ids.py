@@ -19,6 +19,12 @@ import time
 DAY_US = 86_400_000_000
 _S32 = "234567abcdefghijklmnopqrstuvwxyz"
 _S32_INDEX = {c: i for i, c in enumerate(_S32)}
+_S32_PAIRS = [a + b for a in _S32 for b in _S32]  # 10 bits -> 2 characters
+_B32 = b"abcdefghijklmnopqrstuvwxyz234567"
+# bytes.translate tables: any byte to a base32 character (all 32, the first 8, every 4th).
+_B32_ANY = bytes(_B32[i & 31] for i in range(256))
+_B32_LOW = bytes(_B32[i & 7] for i in range(256))
+_B32_STEP4 = bytes(_B32[(i & 7) * 4] for i in range(256))
 _B32_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 _TWO64 = float(2**64)
 
@@ -31,7 +37,7 @@ class Hasher:
     def __init__(self, seed: object) -> None:
         key = hashlib.blake2b(str(seed).encode(), digest_size=32).digest()
         # Copying a keyed state is cheaper than keying a new hash on every call.
-        self._keyed = {size: hashlib.blake2b(key=key, digest_size=size) for size in (5, 8, 10, 32)}
+        self._keyed = {size: hashlib.blake2b(key=key, digest_size=size) for size in (5, 8, 10, 32, 52)}
 
     def digest(self, parts: tuple, size: int) -> bytes:
         """`size` bytes of keyed hash of the parts (joined with a separator no part contains)."""
@@ -81,12 +87,17 @@ def decode_did(hasher: Hasher, did: str) -> int | None:
 
 def tid(us: int, clock_id: int) -> str:
     """The TID for a microsecond timestamp and a 10-bit clock id."""
-    value = (us << 10) | (clock_id & 0x3FF)
-    chars = []
-    for _ in range(13):
-        chars.append(_S32[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    v = (us << 10) | (clock_id & 0x3FF)
+    pairs = _S32_PAIRS
+    return (
+        _S32[v >> 60]
+        + pairs[(v >> 50) & 1023]
+        + pairs[(v >> 40) & 1023]
+        + pairs[(v >> 30) & 1023]
+        + pairs[(v >> 20) & 1023]
+        + pairs[(v >> 10) & 1023]
+        + pairs[v & 1023]
+    )
 
 
 def tid_timestamp(value: str) -> int | None:
@@ -103,20 +114,24 @@ def tid_timestamp(value: str) -> int | None:
 
 
 def cid(hasher: Hasher, *parts: object, raw: bool = False) -> str:
-    """A CIDv1 string: dag-cbor/sha-256 (`bafyrei...`) or, for blobs, raw/sha-256 (`bafkrei...`)."""
-    prefix = b"\x01\x55\x12\x20" if raw else b"\x01\x71\x12\x20"
-    return "b" + b32(prefix + hasher.digest(("cid", *parts), 32))
+    """A CIDv1 string: dag-cbor/sha-256 (`bafyrei...`) or, for blobs, raw/sha-256 (`bafkrei...`).
+
+    The string is the base32 of the 4 prefix bytes and a 32-byte digest, written directly: after
+    `bafyrei` come one character holding 3 digest bits, 50 free ones, and one whose low 2 bits
+    are padding (zero), so any such string decodes to a well-formed CID. (bytes.translate does
+    it in one C call, where base64.b32encode loops in Python: this runs once per post served.)
+    """
+    d = hasher.digest(("cid", *parts), 52)
+    middle = d[1:51].translate(_B32_ANY).decode("ascii")
+    first, last = chr(_B32_LOW[d[0]]), chr(_B32_STEP4[d[51]])
+    return ("bafkrei" if raw else "bafyrei") + first + middle + last
 
 
 def iso(us: int, digits: int = 3) -> str:
     """UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` (or 6 fraction digits) of microseconds since the epoch."""
     seconds, micros = divmod(us, 1_000_000)
-    t = time.gmtime(seconds)
     fraction = f"{micros // 1000:03d}" if digits == 3 else f"{micros:06d}"
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        f".{fraction}Z"
-    )
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction}Z"
 
 
 def iso_offset(us: int, offset_minutes: int) -> str:

@@ -84,9 +84,9 @@ NO_MEDIA, IMAGES, VIDEO = 0, 1, 2
 ACTIVITY = (
     (0.30, "lurker", 0.06, 1.5),
     (0.75, "casual", 0.25, 5.0),
-    (0.925, "regular", 0.60, 14.0),
-    (0.995, "active", 0.85, 45.0),
-    (1.0, "heavy", 0.97, 250.0),
+    (0.925, "regular", 0.60, 10.0),
+    (0.995, "active", 0.85, 28.0),
+    (1.0, "heavy", 0.97, 160.0),
 )
 FIREHOSE = ("firehose", 1.0, 16 * 35.0)
 
@@ -243,10 +243,10 @@ class Population:
         start: date | None = None,
         *,
         activity: float = 1.0,
-        cache_users: int = 200_000,
-        cache_epochs: int = 100_000,
-        cache_timelines: int = 2_000,
-        cache_profiles: int = 50_000,
+        cache_users: int = 100_000,
+        cache_epochs: int = 30_000,
+        cache_timelines: int = 500,
+        cache_profiles: int = 20_000,
     ) -> None:
         if size < 1:
             raise ValueError("a population needs at least one user")

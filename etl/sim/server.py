@@ -366,7 +366,7 @@ def get_author_feed(state: SimState, request: web.Request, identity: str) -> dic
         state.stats.faults["endless_feed"] += 1
         next_key = chosen[0][:3] if chosen else key
     renderer = state.renderer
-    feed = [renderer.feed_item(row[3], day) for row in reversed(chosen)]
+    feed = renderer.feed([row[3] for row in reversed(chosen)], day)
     if include_pins == "true" and not raw_cursor:
         pinned = pop.pinned(index, day)
         if pinned is not None:

@@ -10,7 +10,7 @@ Cached dicts are shared between answers and must never be mutated by callers.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from etl.sim import words
 from etl.sim.faults import HOSTILE_NAMES, HOSTILE_TEXTS, Faults
@@ -37,10 +37,11 @@ _PROFILE_COUNT_KEYS = ("followersCount", "followsCount", "postsCount")
 
 def dumps(obj: object) -> bytes:
     """Compact UTF-8 JSON; strings with lone surrogates fall back to `\\uXXXX` escapes."""
+    # check_circular=False: answers are trees (shared subtrees, never cycles); saves a fifth.
     try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), check_circular=False).encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+        return json.dumps(obj, separators=(",", ":"), check_circular=False).encode("ascii")
 
 
 class Renderer:
@@ -49,8 +50,8 @@ class Renderer:
     def __init__(self, population: Population, faults: Faults) -> None:
         self.pop = population
         self.faults = faults
-        self.basic = lru_cache(maxsize=20_000)(self._make_basic)
-        self.record = lru_cache(maxsize=50_000)(self._make_record)
+        self.basic = lru_cache(maxsize=10_000)(self._make_basic)
+        self.record = lru_cache(maxsize=10_000)(self._make_record)
 
     # --- profiles ----------------------------------------------------------------------------
     def _hostile_name(self, did: str) -> str | None:
@@ -159,32 +160,9 @@ class Renderer:
         return record
 
     def _text(self, post: Post, lang: str) -> tuple[str, list]:
-        """Post text from a word list, sometimes with an emoji, a hashtag or a link (with facets)."""
-        seed = post.a >> 32
-        vocabulary = words.POST_WORDS[lang]
-        count = 3 + seed % 28
-        state = seed
-        chosen = []
-        for _ in range(count):
-            state = (state * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
-            chosen.append(vocabulary[(state >> 33) % len(vocabulary)])
-        sep = "" if lang == "ja" else " "
-        text = sep.join(chosen)
-        extra = (post.d >> 24) & 0xFF
-        if extra < 40:
-            text += " " + words.EMOJI[extra % len(words.EMOJI)]
-        facets = []
-        if 40 <= extra < 64:
-            tag = words.HASHTAGS[extra % len(words.HASHTAGS)]
-            start = len(text.encode()) + 1
-            text += " " + tag
-            facets.append(_facet(start, start + len(tag), {"$type": "app.bsky.richtext.facet#tag", "tag": tag[1:]}))
-        elif 64 <= extra < 80:
-            link = f"https://example.com/{post.a % 100000}"
-            start = len(text.encode()) + 1
-            text += " " + link
-            facets.append(_facet(start, start + len(link), {"$type": "app.bsky.richtext.facet#link", "uri": link}))
-        return text, facets
+        """The post's text and facets: one of a fixed pool per language, picked by the post's draw."""
+        pool = _text_pool(lang)
+        return pool[(post.a >> 32) % len(pool)]
 
     def _embed_record(self, post: Post) -> dict:
         hs = self.pop.hasher
@@ -241,28 +219,38 @@ class Renderer:
             _spoil_counts(view, _COUNT_KEYS, self.faults.pick("bad-post", uri))
         return view
 
-    def _ref_view(self, post: Post | Ghost, day: int) -> dict:
-        """A reply's parent or root: postView when it can be shown, else notFoundPost."""
+    def _ref_view(self, post: Post | Ghost, day: int, memo: dict | None = None) -> dict:
+        """A reply's parent or root: postView when it can be shown, else notFoundPost.
+
+        `memo` (id of the post -> view) lets one page render a thread's root once, however many
+        of its items point at it; the JSON encoder writes a shared dict as often as it appears.
+        """
+        if memo is not None:
+            view = memo.get(id(post))
+            if view is None:
+                view = memo[id(post)] = self._ref_view(post, day)
+            return view
         pop = self.pop
         if isinstance(post, Post) and post.exists_at(pop.now_us(day)) and pop.status(post.author, day) == ACTIVE:
             return self.post_view(post, day, union=True)
         return {"$type": NOT_FOUND_POST, "uri": pop.uri(post), "notFound": True}
 
-    def reply(self, post: Post, day: int) -> dict:
+    def reply(self, post: Post, day: int, memo: dict | None = None) -> dict:
         """The feed item's `reply` (replyRef) of a reply post."""
         parent, root = self.pop.reply_refs(post)
-        view = {"root": self._ref_view(root, day), "parent": self._ref_view(parent, day)}
+        memo = {} if memo is None else memo
+        view = {"root": self._ref_view(root, day, memo), "parent": self._ref_view(parent, day, memo)}
         if isinstance(parent, Post) and parent.kind == SELF_REPLY:
             view["grandparentAuthor"] = self.basic(parent.author, day)
         return view
 
-    def feed_item(self, entry: Post | Repost, day: int) -> dict:
+    def feed_item(self, entry: Post | Repost, day: int, memo: dict | None = None) -> dict:
         """feedViewPost of a timeline entry: a post, or a repost with its reasonRepost."""
         if isinstance(entry, Repost):
             post = entry.target
             item: dict = {"post": self.post_view(post, day)}
             if post.kind != TOP:
-                item["reply"] = self.reply(post, day)
+                item["reply"] = self.reply(post, day, memo)
             by = self.pop.user(entry.by)
             repost_key = tid(entry.t, by.clock_id)
             item["reason"] = {
@@ -275,14 +263,53 @@ class Renderer:
             return item
         item = {"post": self.post_view(entry, day)}
         if entry.kind != TOP:
-            item["reply"] = self.reply(entry, day)
+            item["reply"] = self.reply(entry, day, memo)
         return item
+
+    def feed(self, entries: list[Post | Repost], day: int) -> list[dict]:
+        """feedViewPosts of a page, newest first as given (reply contexts rendered once)."""
+        memo: dict = {}
+        return [self.feed_item(entry, day, memo) for entry in entries]
 
     def pin_item(self, post: Post, day: int) -> dict:
         """The pinned post's feed item, first on the first page with includePins."""
         item = self.feed_item(post, day)
         item["reason"] = {"$type": REASON_PIN}
         return item
+
+
+@cache
+def _text_pool(lang: str) -> tuple[tuple[str, list], ...]:
+    """2048 texts per language from its word list, some with an emoji, a hashtag or a link (with
+    their facets). A pool, because texts cost more to build than everything else in a post."""
+    vocabulary = words.POST_WORDS[lang]
+    sep = "" if lang == "ja" else " "
+    pool = []
+    state = 0x9E3779B97F4A7C15
+    for n in range(2048):
+        state = (state * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        count = 3 + (state >> 40) % 28
+        chosen = []
+        for _ in range(count):
+            state = (state * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+            chosen.append(vocabulary[(state >> 33) % len(vocabulary)])
+        text = sep.join(chosen)
+        extra = n % 16
+        facets: list = []
+        if extra < 3:
+            text += " " + words.EMOJI[n % len(words.EMOJI)]
+        elif extra == 3:
+            tag = words.HASHTAGS[n % len(words.HASHTAGS)]
+            start = len(text.encode()) + 1
+            text += " " + tag
+            facets.append(_facet(start, start + len(tag), {"$type": "app.bsky.richtext.facet#tag", "tag": tag[1:]}))
+        elif extra == 4:
+            link = f"https://example.com/{n}"
+            start = len(text.encode()) + 1
+            text += " " + link
+            facets.append(_facet(start, start + len(link), {"$type": "app.bsky.richtext.facet#link", "uri": link}))
+        pool.append((text, facets))
+    return tuple(pool)
 
 
 def _facet(start: int, end: int, feature: dict) -> dict:
