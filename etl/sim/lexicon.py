@@ -293,6 +293,19 @@ class Lexicons:
             raise error
 
 
+# XRPC's error envelope (the atproto HTTP spec, not a lexicon): every non-2xx JSON answer.
+XRPC_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "minLength": 1}, "message": {"type": "string"}},
+}
+
+
+def xrpc_error_errors(body: object) -> list[str]:
+    """Violations of the XRPC error envelope (empty when `body` is a proper error answer)."""
+    return [error.message for error in Draft202012Validator(XRPC_ERROR_SCHEMA).iter_errors(body)]
+
+
 @cache
 def default_lexicons() -> Lexicons:
     """The lexicons of `atproto_dir()`, loaded once per process."""

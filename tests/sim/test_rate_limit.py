@@ -6,6 +6,7 @@ import json
 import time
 
 from etl.sim.faults import RateLimiter
+from etl.sim.lexicon import xrpc_error_errors
 from etl.sim.server import ThreadedServer, serve_in_thread
 
 from .conftest import START, Client
@@ -48,6 +49,7 @@ def test_every_xrpc_answer_carries_the_headers_and_the_excess_gets_429(sim: Thre
         assert started + 29 <= int(answer.headers["RateLimit-Reset"]) <= time.time() + 31
     refused = answers[-1]
     assert json.loads(refused.body) == {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
+    assert xrpc_error_errors(json.loads(refused.body)) == []
     assert 1 <= int(refused.headers["Retry-After"]) <= 30
     # Admin endpoints are never limited and carry no rate-limit headers.
     for _ in range(10):

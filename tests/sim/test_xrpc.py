@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from etl.sim import syntax
-from etl.sim.lexicon import Lexicons
+from etl.sim.lexicon import Lexicons, xrpc_error_errors
 from etl.sim.population import MALFORMED, REPLY, SELF_REPLY, Population, Post, Repost
 
 from .conftest import Client, active_users, user_where
@@ -59,7 +59,7 @@ def test_get_profiles_answers_in_input_order_leaving_out_inactive_accounts(
 )
 def test_get_profiles_rejects_bad_requests_whole(client: Client, actors: list[str]) -> None:
     answer = client.xrpc(PROFILES, {"actors": actors})
-    assert answer.status == 400
+    assert answer.status == 400 and xrpc_error_errors(answer.json()) == []
     assert answer.json()["error"] == "InvalidRequest" and answer.json()["message"]
 
 
@@ -77,7 +77,7 @@ def test_get_profile_answers_or_says_why_not(client: Client, population: Populat
     }
     for status, (error, message) in expected.items():
         answer = client.xrpc(PROFILE, {"actor": population.did(_by_status(population, status)[0])})
-        assert answer.status == 400
+        assert answer.status == 400 and xrpc_error_errors(answer.json()) == []
         assert answer.json()["error"] == error and (message is None or answer.json()["message"] == message)
     unknown = client.xrpc(PROFILE, {"actor": "nobody.bsky.social"})
     assert unknown.status == 400 and unknown.json() == {"error": "InvalidRequest", "message": "Profile not found"}
@@ -185,6 +185,7 @@ def test_get_posts_answers_in_input_order_leaving_out_deleted_and_unknown(
 def test_unknown_methods_are_not_implemented_in_json(client: Client) -> None:
     answer = client.xrpc("app.bsky.feed.getTimeline")
     assert answer.status == 501 and answer.json()["error"] == "MethodNotImplemented"
+    assert xrpc_error_errors(answer.json()) == [] and xrpc_error_errors({"message": "no name"})
     assert client.xrpc("_health").json() == {"version": "sim"}
 
 
