@@ -6,4 +6,5 @@
 - `server`: the aiohttp app, `make_app`, `serve_in_thread`.
 - `process`: `SimProcess`, the simulator in a child process.
 - `lexicon`: lexicon JSON to JSON Schema, to validate answers in tests.
+- `loadtest`: requests/s a simulator process sustains (`python -m etl.sim.loadtest`).
 """

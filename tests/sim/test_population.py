@@ -206,6 +206,11 @@ def test_advancing_the_clock_adds_posts_deletes_a_few_and_moves_counts(world: Po
         deleted += len(before - after)
     assert added > 100
     assert 0 < deleted < added
+    shrinking = [
+        i for i in active_users(world, 1)
+        if world.status(i, 0) == "active" and world.profile(i, 1).posts_count < world.profile(i, 0).posts_count
+    ]
+    assert shrinking  # a deletion and no new post that day: postsCount goes down
     changed = [i for i in active_users(world) if world.profile(i, 1).followers != world.profile(i, 0).followers]
     assert len(changed) > 0.3 * USERS
 
