@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Extras installed into the project's virtualenv: the embedded database, the test tools.
 EXTRAS ?= test,embedded
 
-.PHONY: venv test snapshots lint clean demo bench
+.PHONY: venv test snapshots lint clean demo bench docs
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ snapshots: venv
 # The whole job against a simulated AppView, checked against its truth (own database in .etl/demo).
 demo: venv
 	bin/etl demo --users $(or $(DEMO_USERS),3000) --days 2
+
+# Regenerate the README's configuration table and command reference.
+docs: venv
+	$(BIN)/python -m etl.docs
 
 lint: venv
 	$(BIN)/ruff check .

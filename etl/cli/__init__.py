@@ -53,7 +53,9 @@ def cli() -> None:
 def main() -> None:
     """Entry point: run the CLI, never letting a secret reach the terminal."""
     try:
-        cli.main(standalone_mode=False)
+        # Without standalone mode click returns, not raises, the code of a click.exceptions.Exit.
+        code = cli.main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
