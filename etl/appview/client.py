@@ -46,6 +46,10 @@ GET_POSTS = "app.bsky.feed.getPosts"
 BATCH = 25  # the lexicons' maxLength for getProfiles `actors` and getPosts `uris`; 26 is a 400
 FEED_LIMIT = 100  # getAuthorFeed's largest page: the fewest requests per post read
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # transient server and load balancer failures
+# 429 answers a request may get before it gives up, per attempt it has for failures: with the
+# default 5 attempts and the AppView's 5-minute window that is far longer than any storm our
+# own processes make, and still an end when a server never lets us in.
+RATE_LIMITED_ATTEMPTS_FACTOR = 10
 READ_CHUNK = 64 * 1024  # bytes per read; the size cap is enforced per chunk, not after the fact
 
 
@@ -251,7 +255,14 @@ class AppView:
         if self._session is None:
             raise RuntimeError("use the client as `async with AppView(settings) as appview:`")
         attempts = self.settings.max_attempts
-        for attempt in range(1, attempts + 1):
+        # A 429 is the server saying "not now", not a failure: it does not use up one of
+        # max_attempts, or in a storm (several processes racing for each freed slot) a request
+        # could lose every race and fail its user although the client waited as told. Its own
+        # allowance still bounds the wait: a server that never lets us in fails the request.
+        refusals_allowed = attempts * RATE_LIMITED_ATTEMPTS_FACTOR
+        failures = refusals = sent = 0
+        while True:
+            sent += 1
             try:
                 # The limiter wait happens inside the semaphore: a process then holds at most
                 # `concurrency` reserved slots, so processes share the machine's budget fairly
@@ -260,21 +271,32 @@ class AppView:
                     return await self._attempt(method, params, require)
             except Transient as exc:
                 self.counters.count_error(exc.kind)
-                if attempt >= attempts:
-                    raise RetriesExhausted(method, attempt, exc.kind, exc.detail, exc.status) from exc
+                if exc.status == 429:
+                    refusals += 1
+                    exhausted, count, allowed = refusals >= refusals_allowed, refusals, refusals_allowed
+                else:
+                    failures += 1
+                    exhausted, count, allowed = failures >= attempts, failures, attempts
+                if exhausted:
+                    raise RetriesExhausted(method, sent, exc.kind, exc.detail, exc.status) from exc
                 self.counters.retries += 1
                 # After a 429 the pause is in the shared limiter (every process waits) and the
                 # next acquire() sleeps until it ends, so there is no extra wait here.
-                wait = exc.paused if exc.paused is not None else self._backoff(attempt - 1)
+                wait = exc.paused if exc.paused is not None else self._backoff(failures - 1)
                 log.warning(
-                    "%s: %s (attempt %d of %d); retrying in %.2fs", method, exc.detail, attempt, attempts, wait
+                    "%s: %s (%s %d of %d); retrying in %.2fs",
+                    method,
+                    exc.detail,
+                    "refusal" if exc.status == 429 else "attempt",
+                    count,
+                    allowed,
+                    wait,
                 )
                 if exc.paused is None:
                     await asyncio.sleep(wait)
             except AppViewError as exc:
                 self.counters.count_error(error_kind(exc))
                 raise
-        raise AssertionError("unreachable: the loop returns or raises")
 
     def _backoff(self, retry: int) -> float:
         """Capped exponential backoff with full jitter, so many clients' retries spread out."""
