@@ -29,7 +29,7 @@ from etl.config import Settings, load_settings
 from etl.sim.expect import Expectation, sim_users
 from etl.sim.server import STATE, SimOptions, ThreadedServer, make_app, start_site
 from etl.validate import DISPLAY_NAME_MAX, clean_text
-from tests.run.conftest import module_db, register_all, run_settings, sim_now, written  # noqa: F401 - fixture
+from tests.run.conftest import module_db, register_all, run_settings, sim_now, written  # noqa: F401 - fixture, re-exported
 
 USERS = 80
 SEED = 11
@@ -96,10 +96,10 @@ def log_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def user_failures(path: Path) -> dict[str, str]:
-    """DID -> reason of every `user DID failed: REASON` line (the last one wins)."""
+def user_failures(path: Path, skip: int = 0) -> dict[str, str]:
+    """DID -> reason of every `user DID failed: REASON` line after the first `skip` lines."""
     found = {}
-    for entry in log_lines(path):
+    for entry in log_lines(path)[skip:]:
         message = entry["message"]
         if message.startswith("user ") and " failed: " in message:
             did, reason = message[5:].split(" failed: ", 1)
@@ -216,7 +216,7 @@ class World:
 
 @contextlib.contextmanager
 def world(
-    module_db: Callable[[str], str],
+    make_db: Callable[[str], str],
     base: Settings,
     tmp_path: Path,
     name: str,
@@ -228,7 +228,7 @@ def world(
     **settings_overrides: Any,
 ) -> Iterator[World]:
     """A database cloned from the migrated template, a simulator and the users registered."""
-    dsn = module_db("_" + name)
+    dsn = make_db("_" + name)
     with serve(users=users, seed=seed, middlewares=middlewares, **(sim_options or {})) as sim:
         log_file = tmp_path / f"{name}.log"
         settings = fault_settings(base, dsn, sim.url, log_file, **settings_overrides)

@@ -8,27 +8,30 @@ Day 0 exercises the first read (backfill); day 1 the later ones (window reads, g
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import psycopg
 import pytest
 from aiohttp import web
 
-from etl.sim.expect import truth
+from etl.plan import Mode, UserContext, Window, choose_mode
 from etl.shards import shard_of
+from etl.sim.expect import truth
 from etl.sim.faults import Target
+from etl.sqlfiles import queries
 from tests.faults.conftest import (
     check_end_state,
     clean_names,
     end_state,
+    log_lines,
     rerun_completes,
     run_once,
+    sim_now,
     user_failures,
     world,
     written,
 )
 
 pytestmark = pytest.mark.slow
+ETL = queries("etl")
 
 BACKFILL = 300  # posts read the first time (the default is 10,000): keeps the matrix quick
 TRANSIENT = {"500": 0.08, "502": 0.08, "timeout": 0.02, "reset": 0.04, "truncated": 0.04}
@@ -44,22 +47,27 @@ FEED_FAULTS = {
 
 
 def deactivate_after_get_profiles(victim: str):
-    """A middleware: once getProfiles has answered for `victim`, the account is deactivated
-    (before the run asks for its feed)."""
+    """A middleware: once armed (hook.armed.append(True)), the first time getProfiles answers for
+    `victim` the account is deactivated (before the run asks for its feed)."""
+    done: list[bool] = []
 
     @web.middleware
     async def hook(request: web.Request, handler):
         response = await handler(request)
         if (
-            request.match_info.get("method") == "app.bsky.actor.getProfiles"
+            hook.armed
+            and not done
+            and request.match_info.get("method") == "app.bsky.actor.getProfiles"
             and victim in request.query.getall("actors", [])
             and response.status == 200
         ):
             from etl.sim.server import STATE
 
             request.app[STATE].faults.config.targets[victim] = Target(status="deactivated")
+            done.append(True)
         return response
 
+    hook.armed = []
     return hook
 
 
@@ -101,21 +109,23 @@ def day0(module_db, base, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     # The victim of the mid-run deactivation is chosen before the simulator starts, from a
     # throwaway world with the same seed.
-    from tests.faults.conftest import SEED, USERS, serve
     from etl.sim.expect import sim_users
+    from tests.faults.conftest import SEED, USERS, serve
 
     with serve(users=USERS, seed=SEED) as probe:
         casting = Casting(probe.url, {u["did"]: u["handle"] for u in sim_users(probe.url)})
+    deactivate = deactivate_after_get_profiles(casting.deactivated)
     with world(
         module_db,
         base,
         tmp,
         "api",
-        middlewares=(deactivate_after_get_profiles(casting.deactivated),),
+        middlewares=(deactivate,),
         backfill_max_posts=BACKFILL,
         max_pages=40,
     ) as w:
         w.sim.set_faults({"rates": {**TRANSIENT, **FEED_ANOMALIES, "hostile": 0.2}, "attempts": 2, "targets": casting.targets()})
+        deactivate.armed.append(True)
         report, as_of = run_once(w.settings, w.sim)
         got = written(w.dsn, as_of.date())
         expect = w.expectation()
@@ -136,7 +146,6 @@ def day0(module_db, base, tmp_path_factory):
 
 
 def test_day0_end_state(day0):
-    c = day0["casting"]
     failed = set(day0["failures"])
     check_end_state(day0["state"], day0["expect"], failed=failed)
     assert day0["state"].users_failed == len(failed)
@@ -201,7 +210,86 @@ def test_account_deactivated_between_get_profiles_and_the_feed_is_recorded_witho
     assert did not in day0["failures"]
 
 
-def test_the_rerun_completes_the_day(day0):
+@pytest.fixture(scope="module")
+def rerun0(day0):
     w = day0["world"]
-    rerun = rerun_completes(w.settings, w.sim, w.dsn, day0["expect"], day0["as_of"])
-    assert rerun.written >= day0["state"].written
+    return rerun_completes(w.settings, w.sim, w.dsn, day0["expect"], day0["as_of"])
+
+
+def test_the_rerun_completes_the_day(day0, rerun0):
+    assert rerun0.written > day0["state"].written
+
+
+# --- day 1: window reads and getPosts refreshes under the same faults -------------------------
+
+
+def modes_for(w, as_of) -> dict[str, Mode]:
+    """How the run will read each active user today (etl.plan, from the database and the truth)."""
+    window = Window(as_of, w.settings.post_window_days)
+    with psycopg.connect(w.dsn) as conn:
+        contexts = conn.execute(ETL.batch_context, {"dids": list(w.registered), "window_start": window.start}).fetchall()
+    modes = {}
+    for ctx in contexts:
+        now = truth(w.sim.url, ctx[0])
+        if now["status"] == "active":
+            modes[ctx[0]] = choose_mode(UserContext(*ctx[:5], tuple(ctx[5])), now["postsCount"], as_of.date(), w.settings.full_read_days)
+    return modes
+
+
+@pytest.fixture(scope="module")
+def day1(day0, rerun0):
+    w = day0["world"]
+    w.sim.advance(1)
+    as_of = sim_now(w.sim)
+    modes = modes_for(w, as_of)
+    refresh = sorted(did for did, mode in modes.items() if mode is Mode.REFRESH)
+    window = sorted(did for did, mode in modes.items() if mode is Mode.WINDOW)
+    cast = {"posts_503": refresh[0], "feed_500": window[0], "bad_counts": refresh[-1]}
+    targets = {cast["posts_503"]: {"posts": "503"}, cast["feed_500"]: {"feed": "500"}, cast["bad_counts"]: {"data": ["bad_counts"]}}
+    w.sim.set_faults({"rates": {**TRANSIENT, **FEED_ANOMALIES}, "attempts": 2, "targets": targets})
+    mark = len(log_lines(w.log_file))
+    report, _ = run_once(w.settings, w.sim, as_of=as_of)
+    got = written(w.dsn, as_of.date())
+    expect = day0["expect"]
+    expect.after_run(as_of, got)
+    clean_names(expect)
+    state = end_state(w.dsn, expect, as_of.date(), [day0["as_of"].date(), as_of.date()])
+    failures = user_failures(w.log_file, skip=mark)
+    return {
+        "world": w,
+        "cast": cast,
+        "modes": modes,
+        "report": report,
+        "as_of": as_of,
+        "state": state,
+        "failures": failures,
+        "expect": expect,
+    }
+
+
+def test_day1_reads_by_window_and_refresh(day1):
+    modes = set(day1["modes"].values())
+    assert {Mode.WINDOW, Mode.REFRESH} <= modes
+    assert day1["report"].api.requests.get("app.bsky.feed.getPosts", 0) > 0
+
+
+def test_day1_end_state(day1):
+    failed = set(day1["failures"])
+    check_end_state(day1["state"], day1["expect"], failed=failed)
+    assert day1["state"].users_failed == len(failed)
+
+
+def test_a_failed_get_posts_call_fails_the_users_it_carried(day1):
+    cast, failures = day1["cast"], day1["failures"]
+    assert failures[cast["posts_503"]].startswith("getPosts:")
+    assert "HTTP 503" in failures[cast["posts_503"]]
+    assert failures[cast["feed_500"]].startswith("getAuthorFeed:")
+    assert "Count" in failures[cast["bad_counts"]]
+    others = set(failures) - set(cast.values())
+    assert all(failures[did].startswith("getPosts:") for did in others)
+
+
+def test_day1_rerun_completes(day1):
+    w = day1["world"]
+    rerun = rerun_completes(w.settings, w.sim, w.dsn, day1["expect"], day1["as_of"])
+    assert rerun.written > day1["state"].written
