@@ -56,6 +56,3 @@ CREATE TABLE IF NOT EXISTS etl_user_state (
     posts_count       INTEGER,                    -- postsCount when the last snapshot was written
     updated_at        TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now()
 );
-
--- The window's posts of a user, newest first: refresh and deletion look them up by (did, createdAt).
-CREATE INDEX IF NOT EXISTS idx_posts_did_created_at ON posts (did, "createdAt");
