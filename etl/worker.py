@@ -21,6 +21,7 @@ from etl import redact
 from etl.appview import AppView
 from etl.appview.errors import AccountUnavailable, AppViewError, BatchFailed
 from etl.config import Settings
+from etl.cpu import BackendClock, peak_rss_kb
 from etl.logs import set_run_id, setup_logging
 from etl.migrate import LOCK_NAMESPACE
 from etl.plan import Mode, UserContext, Window, choose_mode
@@ -85,6 +86,10 @@ class ShardStats:
     duration: float = 0.0
     host: str = ""
     pid: int = 0
+    # CPU seconds: the whole worker process, JSON decoding, staging (Python side), and the
+    # PostgreSQL backends serving the worker (None when the server is not on this machine).
+    cpu: dict[str, float | None] = field(default_factory=dict)
+    peak_rss_kb: int = 0
 
     def row(self, run_id: int) -> dict[str, Any]:
         """Parameters of update_shard."""
@@ -133,6 +138,8 @@ class ShardWorker:
         self.send = send or (lambda message: None)
         self.failure_reasons: Counter = Counter()
         self.api: AppView | None = None
+        self.backends = BackendClock()
+        self.stage_cpu = 0.0
 
     # --- connections ------------------------------------------------------------------------
 
@@ -143,6 +150,7 @@ class ShardWorker:
             connect_timeout=self.settings.db_connect_timeout,
             application_name=f"dopplersky-etl shard {self.task.shard}",
         )
+        self.backends.start(conn.info.backend_pid)
         await conn.execute(OPS.set_statement_timeout, {"ms": str(int(self.settings.statement_timeout * 1000))})
         if not autocommit:
             await conn.commit()
@@ -159,6 +167,7 @@ class ShardWorker:
     async def run(self) -> ShardStats:
         """Lock, claim, work every batch, record the outcome; never leaves the row `running`."""
         started = time.monotonic()
+        cpu_started = time.process_time()
         task = self.task
         key = {"namespace": SHARD_LOCK_NAMESPACE, "key": shard_lock_key(task.run_id, task.shard)}
         control = await self._connect(autocommit=True)
@@ -185,6 +194,7 @@ class ShardWorker:
                 self.stats.error = redact.redact(f"{type(exc).__name__}: {exc}")[:2000]
             self.stats.duration = time.monotonic() - started
             self._collect_api()
+            self._collect_cpu(cpu_started)
             await control.execute(ETL.update_shard, self.stats.row(task.run_id))
             self.send(("progress", task.shard, {**self._progress(), "done": True}))
         except ShardBusy as busy:
@@ -205,6 +215,15 @@ class ShardWorker:
     def _collect_api(self) -> None:
         if self.api is not None:
             self.stats.api = self.api.counters.as_dict()
+
+    def _collect_cpu(self, cpu_started: float) -> None:
+        self.stats.cpu = {
+            "total": time.process_time() - cpu_started,
+            "parse": (self.stats.api or {}).get("parse_seconds", 0.0),
+            "stage": self.stage_cpu,
+            "sql": self.backends.total(),
+        }
+        self.stats.peak_rss_kb = peak_rss_kb()
 
     def _failure_summary(self) -> str:
         top = ", ".join(f"{reason} ({n})" for reason, n in self.failure_reasons.most_common(3))
@@ -227,6 +246,7 @@ class ShardWorker:
                     await asyncio.gather(producer, return_exceptions=True)
                 producer.result()  # a failure while fetching fails the shard
             finally:
+                self.backends.stop(work.info.backend_pid)
                 await work.close()
 
     async def _heartbeat(self, control: AsyncConnection) -> None:
@@ -442,12 +462,17 @@ class ShardWorker:
         """Stage and merge one batch in one transaction; retry once on a new connection."""
         for attempt in range(1, BATCH_DB_ATTEMPTS + 1):
             try:
-                counts = await stage_batch(work, batch.staged, self.task.run_date)
+                staging_started = time.process_time()
+                try:
+                    counts = await stage_batch(work, batch.staged, self.task.run_date)
+                finally:
+                    self.stage_cpu += time.process_time() - staging_started
                 break
             except psycopg.OperationalError as exc:
                 if attempt == BATCH_DB_ATTEMPTS:
                     raise
                 log.warning("batch write failed (%s); retrying on a new connection", redact.redact(str(exc).strip()))
+                self.backends.stop(work.info.backend_pid)
                 await work.close()
                 work = await self._work_connection()
         stats = self.stats

@@ -339,7 +339,11 @@ class AppView:
         log.debug("GET %s -> %d, %d bytes in %.0f ms", method, status, len(body), elapsed_ms)
 
         if 200 <= status < 300:
-            return wire.decode(body, status, require)
+            parse_started = time.process_time()
+            try:
+                return wire.decode(body, status, require)
+            finally:
+                self.counters.parse_seconds += time.process_time() - parse_started
         if status == 429:
             self.counters.rate_limited += 1
             wait = wire.retry_after(headers)

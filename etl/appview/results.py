@@ -38,6 +38,7 @@ class Counters:
     bytes_received: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failed attempts, by kind
     throttle_seconds: float = 0.0  # time spent waiting for the machine's rate limiter
+    parse_seconds: float = 0.0  # CPU seconds spent decoding JSON answers
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, picklable, JSON-able copy."""
@@ -48,6 +49,7 @@ class Counters:
             "bytes_received": self.bytes_received,
             "errors": dict(self.errors),
             "throttle_seconds": self.throttle_seconds,
+            "parse_seconds": self.parse_seconds,
         }
 
     def merge(self, other: Counters | Mapping[str, Any]) -> Counters:
@@ -61,6 +63,7 @@ class Counters:
         self.rate_limited += data.get("rate_limited", 0)
         self.bytes_received += data.get("bytes_received", 0)
         self.throttle_seconds += data.get("throttle_seconds", 0.0)
+        self.parse_seconds += data.get("parse_seconds", 0.0)
         return self
 
     @property

@@ -718,4 +718,6 @@ def test_counters_count_bytes_and_merge_across_processes(server, make_client):
         "bytes_received",
         "errors",
         "throttle_seconds",
+        "parse_seconds",
     }
+    assert total.parse_seconds > 0  # decoding the two answers took some CPU
