@@ -1,0 +1,45 @@
+"""The rate budget: how much of an AppView's per-IP limit a run uses, and how it takes 429s."""
+
+from __future__ import annotations
+
+from tests.bench.common import Table
+from tests.bench.runs import METHODS, Day, SimulatedDays
+
+LATENCY_MS = 100
+
+
+def _first_day(users: int, seed: int, server_rate: float, window: int, configured: float, concurrency: int, workers: int) -> Day:
+    """A first (backfill) day on a fresh simulator and database, the server limiting per IP."""
+    limit = int(server_rate * window)
+    with SimulatedDays(users, seed, "bench_rate", shards=2, latency_ms=LATENCY_MS, rate_limit=limit, rate_window=window) as days:
+        return days.run(days.settings(rate_limit=configured, concurrency=concurrency, max_workers=workers))
+
+
+def bench_rate(users: int, seed: int, rate: float, window: int, concurrency_steps: list[int], scan_users: int) -> Table:
+    """Budget use at the configured rate, 429 handling below it, throughput by concurrency."""
+    table = Table(
+        f"Rate budget: simulator with {LATENCY_MS} ms latency and a per-IP limit",
+        ["case", "server limit/s", "ETL_RATE_LIMIT", "workers x concurrency", "requests", "seconds",
+         "requests/s", "budget used", "429s", "failed users"],
+    )  # fmt: skip
+    cases = [("configured = server limit", users, rate, 2, 8), ("server limit below configured", users, rate * 0.75, 2, 8)]
+    cases += [("throughput by concurrency", scan_users, rate, 1, step) for step in concurrency_steps]
+    results = []
+    for case, n, server_rate, workers, concurrency in cases:
+        day = _first_day(n, seed, server_rate, window, rate, concurrency, workers)
+        requests = sum(day.requests.get(m, 0) for m in METHODS)
+        per_s = requests / day.wall
+        table.add(
+            case, f"{server_rate:g} ({int(server_rate * window)}/{window}s)", f"{rate:g}", f"{workers} x {concurrency}",
+            requests, day.wall, per_s, f"{100 * per_s / server_rate:.0f}%", day.report.api.rate_limited,
+            day.report.totals()["users_failed"],
+        )  # fmt: skip
+        results.append((case, per_s / server_rate, day.report.api.rate_limited, day.report.totals()["users_failed"]))
+    table.notes.append(
+        f"Each row is a first day (history backfill) of fresh simulated users on a fresh database; every "
+        f"request waits {LATENCY_MS} ms at the simulator, whose fixed-window limit is per client IP like the "
+        "real AppView's. Budget used = requests / (run seconds x the server's limit per second); the run's "
+        "seconds include starting the workers and writing the last batch."
+    )
+    table.results = results  # type: ignore[attr-defined]
+    return table
