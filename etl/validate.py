@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 log = logging.getLogger("etl.validate")
@@ -101,6 +102,13 @@ def parse_datetime(s: object) -> datetime | None:
     """An aware UTC datetime for a valid atproto datetime string, else None."""
     if not isinstance(s, str) or len(s) > _DATETIME_MAX_SPEC:
         return None
+    return _parse_datetime(s)
+
+
+# Every feed item's times are parsed twice (its place in the feed, then the post itself), and a
+# post's times again each day it is refreshed: a small cache halves the cost.
+@lru_cache(maxsize=8192)
+def _parse_datetime(s: str) -> datetime | None:
     match = _DATETIME.fullmatch(s)
     # "-00:00" means "offset unknown" in RFC 3339, which ISO 8601 does not allow; years this
     # close to zero normalise to negative times in some implementations (the spec rejects them).

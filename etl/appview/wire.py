@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from yarl import URL
 
 from etl.appview.errors import Transient
@@ -28,10 +29,23 @@ def snippet(body: bytes) -> str:
     return " ".join(text.split())[:120]
 
 
+def loads(body: bytes) -> Any:
+    """Parse JSON: orjson for speed, the stdlib for what orjson refuses but the AppView may send.
+
+    Decoding is the largest single cost of a worker (a feed page is ~140 KB); orjson takes about
+    a third less CPU. It rejects lone surrogate escapes (`"\\ud800"`) and NaN, which the stdlib
+    accepts; those documents are rare and reach validate.py either way, which repairs them.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def decode(body: bytes, status: int, require: str | None) -> dict[str, Any]:
     """The JSON object of a success answer; a garbled one is Transient (worth retrying)."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, RecursionError) as exc:  # HTML error page, truncated or invalid UTF-8
         raise Transient("bad_json", f"HTTP {status} with unreadable JSON ({snippet(body)!r})", status) from exc
     if not isinstance(data, dict):

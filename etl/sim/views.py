@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from functools import cache, lru_cache
 
+import orjson
+
 from etl.sim import words
 from etl.sim.faults import HOSTILE_NAMES, HOSTILE_TEXTS, Faults
 from etl.sim.ids import cid, iso, tid
@@ -37,10 +39,12 @@ _PROFILE_COUNT_KEYS = ("followersCount", "followsCount", "postsCount")
 
 def dumps(obj: object) -> bytes:
     """Compact UTF-8 JSON; strings with lone surrogates fall back to `\\uXXXX` escapes."""
-    # check_circular=False: answers are trees (shared subtrees, never cycles); saves a fifth.
+    # orjson writes a 100-item feed page about ten times faster than the stdlib, and the
+    # simulator must keep up with the ETL in benchmarks. It refuses lone surrogates (hostile
+    # data), which the stdlib escapes as the real AppView does.
     try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), check_circular=False).encode("utf-8")
-    except UnicodeEncodeError:
+        return orjson.dumps(obj)
+    except TypeError:
         return json.dumps(obj, separators=(",", ":"), check_circular=False).encode("ascii")
 
 
