@@ -28,6 +28,10 @@ snapshots: venv
 demo: venv
 	bin/etl demo --users $(or $(DEMO_USERS),3000) --days 2
 
+# Performance figures (README "Performance"): about an hour at full size; QUICK=1 for toy sizes.
+bench: venv
+	$(BIN)/python -m tests.bench $(if $(QUICK),--quick)
+
 # Regenerate the README's configuration table and command reference.
 docs: venv
 	$(BIN)/python -m etl.docs
