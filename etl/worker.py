@@ -38,9 +38,11 @@ SHARD_LOCK_NAMESPACE = LOCK_NAMESPACE + 1
 # A batch whose connection broke is retried once on a new connection: the API results are still
 # in memory, and the transaction that broke left nothing behind.
 BATCH_DB_ATTEMPTS = 2
-# Batches fetched ahead of the one being written: the API work of batch n+1 overlaps the
-# database work of batch n, and memory stays bounded to two batches.
-PREFETCH_BATCHES = 1
+# Batches whose API work runs while an earlier one is finished and written. A batch waits for
+# its slowest user (a long history is read page after page); with the next batches already
+# fetching, the requests in flight stay at `concurrency` instead of draining to that one user.
+# Memory stays bounded: at most this many batches plus the one being written.
+FETCH_AHEAD = 2
 
 
 def shard_lock_key(run_id: int, shard: int) -> int:
@@ -233,21 +235,24 @@ class ShardWorker:
         async with AppView(self.settings) as api:
             self.api = api
             work = await self._work_connection()
+            ready: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=FETCH_AHEAD)
+            producer = asyncio.create_task(self._produce(control, api, ready))
             try:
-                ready: asyncio.Queue[Fetched | None] = asyncio.Queue(maxsize=PREFETCH_BATCHES)
-                producer = asyncio.create_task(self._produce(control, api, ready))
-                try:
-                    while (batch := await ready.get()) is not None:
-                        work = await self._write(work, batch)
-                        await self._heartbeat(control)
-                finally:
-                    if not producer.done():
-                        producer.cancel()
-                    await asyncio.gather(producer, return_exceptions=True)
-                producer.result()  # a failure while fetching fails the shard
+                while (fetching := await ready.get()) is not None:
+                    work = await self._write(work, await fetching)
+                    await self._heartbeat(control)
             finally:
+                if not producer.done():
+                    producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+                while not ready.empty():  # fetches nobody will write: stop them
+                    pending = ready.get_nowait()
+                    if pending is not None:
+                        pending.cancel()
+                        await asyncio.gather(pending, return_exceptions=True)
                 self.backends.stop(work.info.backend_pid)
                 await work.close()
+            producer.result()  # a failure while selecting fails the shard
 
     async def _heartbeat(self, control: AsyncConnection) -> None:
         self._collect_api()
@@ -283,6 +288,7 @@ class ShardWorker:
         }
 
     async def _produce(self, control: AsyncConnection, api: AppView, ready: asyncio.Queue) -> None:
+        """Select batch after batch and start fetching each at once; the queue bounds how far ahead."""
         after = ""
         try:
             while True:
@@ -292,9 +298,13 @@ class ShardWorker:
                 dids = [row[0] for row in rows]
                 after = dids[-1]
                 contexts = await self._contexts(control, dids)
-                await ready.put(await self._fetch(api, contexts))
-        finally:
-            await ready.put(None)
+                await ready.put(asyncio.create_task(self._fetch(api, contexts)))
+        except asyncio.CancelledError:
+            raise  # the consumer is going away: nobody waits for the end marker
+        except Exception:
+            await ready.put(None)  # the consumer drains what was fetched, then sees our error
+            raise
+        await ready.put(None)
 
     async def _contexts(self, control: AsyncConnection, dids: list[str]) -> list[UserContext]:
         cursor = await control.execute(ETL.batch_context, {"dids": dids, "window_start": self.window.start})

@@ -246,6 +246,7 @@ def test_sigterm_stops_the_run_within_seconds_with_exit_130(env, sim):
     assert stopped_in < 20
     with psycopg.connect(env["dsn"]) as conn:
         states = {row[0] for row in conn.execute("SELECT status FROM etl_shards")}
+        workers = [row[0] for row in conn.execute("SELECT pid FROM etl_shards")]
         run_state = conn.execute("SELECT status FROM snapshot_logs").fetchone()[0]
         backends = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dopplersky-etl%%'"
@@ -253,8 +254,15 @@ def test_sigterm_stops_the_run_within_seconds_with_exit_130(env, sim):
     assert "running" not in states and "interrupted" in states
     assert run_state == "failed"
     assert backends == 0  # no connection left open
-    leftover = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True).stdout.split()
-    assert not [pid for pid in leftover if int(pid) != os.getpid()]
+    assert workers and not [pid for pid in workers if _alive(pid)]  # no child process left
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_failed_health_exits_1_through_the_installed_entry_point(env):
