@@ -92,6 +92,30 @@ def connect(
     return conn
 
 
+# SQLSTATE class 53: the server ran out of something (53100 disk full, 53200 memory, 53300 too
+# many connections, 53400 a configured limit such as temp_file_limit).
+_RESOURCE_HINT = {
+    "53100": "the database server's disk is full",
+    "53200": "the database server is out of memory",
+    "53300": "the database server has no connection slot left",
+    "53400": "a database server limit was exceeded",
+}
+
+
+def error_line(exc: BaseException) -> str:
+    """One line naming a failure for a shard row, a summary or a log: for a database error its
+    class, SQLSTATE and the server's own message (never the statement text or a password)."""
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        message = (exc.diag.message_primary if state else None) or _first_line(exc)
+        text = f"{type(exc).__name__}{f' [{state}]' if state else ''}: {message}"
+        if state and state.startswith("53"):
+            text = f"{_RESOURCE_HINT.get(state, 'the database server is out of resources')}: {text}"
+    else:
+        text = f"{type(exc).__name__}: {_first_line(exc)}"
+    return redact.redact(text)[:1000]
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-from etl import redact
+from etl import db, redact
 from etl.appview import AppView
 from etl.appview.errors import AccountUnavailable, AppViewError, BatchFailed
 from etl.config import Settings
@@ -38,6 +38,9 @@ SHARD_LOCK_NAMESPACE = LOCK_NAMESPACE + 1
 # A batch whose connection broke is retried once on a new connection: the API results are still
 # in memory, and the transaction that broke left nothing behind.
 BATCH_DB_ATTEMPTS = 2
+# How long a worker keeps trying to reach the database again after a connection broke (a
+# restart, a failover) before it gives up: a restart takes seconds, a failover a minute or so.
+DB_RECONNECT_SECONDS = 60.0
 # Batches whose API work runs while an earlier one is finished and written. A batch waits for
 # its slowest user (a long history is read page after page); with the next batches already
 # fetching, the requests in flight stay at `concurrency` instead of draining to that one user.
@@ -118,6 +121,62 @@ class ShardBusy(Exception):
     """Another process holds this shard's lock."""
 
 
+class ShardLost(Exception):
+    """The session holding the shard's lock broke and another process took the lock since."""
+
+
+class Control:
+    """The shard's control session: it holds the shard's advisory lock, selects the users and
+    records progress. When its connection breaks (the database restarted, the session was
+    killed) it reconnects, takes the lock again and repeats the statement (every statement on
+    it is a read or an idempotent update); if another process took the lock meanwhile, the
+    shard is theirs now and ShardLost stops this worker."""
+
+    def __init__(self, worker: ShardWorker, conn: AsyncConnection, key: dict[str, int]):
+        self.worker, self.conn, self.key = worker, conn, key
+        self._reconnecting = asyncio.Lock()
+
+    async def fetch(self, query: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        async def run(conn: AsyncConnection) -> list[tuple]:
+            return await (await conn.execute(query, params)).fetchall()
+
+        return await self._run(run)
+
+    async def execute(self, query: str, params: dict[str, Any] | None = None) -> None:
+        async def run(conn: AsyncConnection) -> None:
+            await conn.execute(query, params)
+
+        await self._run(run)
+
+    async def _run(self, statement: Callable[[AsyncConnection], Any]) -> Any:
+        conn = self.conn
+        try:
+            return await statement(conn)
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise
+            log.warning("shard %d: the control connection broke (%s); reconnecting", self.worker.task.shard, db.error_line(exc))
+            await self._reconnect(conn)
+            return await statement(self.conn)
+
+    async def _reconnect(self, broken: AsyncConnection) -> None:
+        async with self._reconnecting:
+            if self.conn is not broken:
+                return  # another statement reconnected already
+            await broken.close()
+            self.conn = await self.worker._reconnect(autocommit=True)
+            locked = (await (await self.conn.execute(ETL.try_shard_lock, self.key)).fetchone())[0]
+            if not locked:
+                raise ShardLost(
+                    f"shard {self.worker.task.shard} was taken over by another process while this worker's "
+                    "database connection was down; stopping here"
+                )
+            log.info("shard %d: reconnected and holding the shard again", self.worker.task.shard)
+
+    async def close(self) -> None:
+        await self.conn.close()  # also releases the advisory lock
+
+
 @dataclass
 class Fetched:
     """A batch's API results, validated, ready to stage."""
@@ -158,11 +217,27 @@ class ShardWorker:
             await conn.commit()
         return conn
 
-    async def _work_connection(self) -> AsyncConnection:
-        conn = await self._connect(autocommit=False)
+    async def _work_connection(self, *, patient: bool = False) -> AsyncConnection:
+        conn = await (self._reconnect(autocommit=False) if patient else self._connect(autocommit=False))
         await conn.execute(ETL.create_stage_tables)
         await conn.commit()
         return conn
+
+    async def _reconnect(self, *, autocommit: bool) -> AsyncConnection:
+        """A new connection after one broke, trying for DB_RECONNECT_SECONDS (a restart or a
+        failover makes the database unreachable for a while)."""
+        deadline = time.monotonic() + DB_RECONNECT_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return await self._connect(autocommit=autocommit)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("shard %d: the database is unreachable (%s); trying again in %.1fs",
+                            self.task.shard, db.error_line(exc), delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # --- the shard --------------------------------------------------------------------------
 
@@ -172,9 +247,9 @@ class ShardWorker:
         cpu_started = time.process_time()
         task = self.task
         key = {"namespace": SHARD_LOCK_NAMESPACE, "key": shard_lock_key(task.run_id, task.shard)}
-        control = await self._connect(autocommit=True)
+        control = Control(self, await self._connect(autocommit=True), key)
         try:
-            locked = (await (await control.execute(ETL.try_shard_lock, key)).fetchone())[0]
+            locked = (await control.fetch(ETL.try_shard_lock, key))[0][0]
             if not locked:
                 raise ShardBusy(await self._holder(control))
             await control.execute(
@@ -190,25 +265,40 @@ class ShardWorker:
                 asyncio.current_task().uncancel()  # go on to record the outcome
                 self.stats.status = "interrupted"
                 self.stats.error = "interrupted (SIGTERM or Ctrl-C) before the shard finished"
+            except ShardLost:
+                raise
             except Exception as exc:
                 log.exception("shard %d failed", task.shard)
                 self.stats.status = "failed"
-                self.stats.error = redact.redact(f"{type(exc).__name__}: {exc}")[:2000]
+                # One line naming the cause (a database error's statement text stays in the log).
+                self.stats.error = db.error_line(exc)
             self.stats.duration = time.monotonic() - started
             self._collect_api()
             self._collect_cpu(cpu_started)
-            await control.execute(ETL.update_shard, self.stats.row(task.run_id))
+            await self._record(control)
             self.send(("progress", task.shard, {**self._progress(), "done": True}))
         except ShardBusy as busy:
             self.stats.status = "busy"
             self.stats.error = f"shard {task.shard} of run {task.run_id} is being worked by {busy}; not started here"
+        except ShardLost as lost:
+            self.stats.status = "lost"
+            self.stats.error = str(lost)
+            log.error("%s", lost)
         finally:
-            await control.close()  # also releases the advisory lock
+            await control.close()
         self.stats.duration = time.monotonic() - started
         return self.stats
 
-    async def _holder(self, control: AsyncConnection) -> str:
-        rows = await (await control.execute(ETL.run_shards, {"run_id": self.task.run_id})).fetchall()
+    async def _record(self, control: Control) -> None:
+        """Write the shard's outcome; if the database stays unreachable, say so and leave it to
+        the parent (or the next run, which marks the shard stale)."""
+        try:
+            await control.execute(ETL.update_shard, self.stats.row(self.task.run_id))
+        except psycopg.OperationalError as exc:
+            log.error("shard %d: could not record its outcome (%s): %s", self.task.shard, db.error_line(exc), self.stats.status)
+
+    async def _holder(self, control: Control) -> str:
+        rows = await control.fetch(ETL.run_shards, {"run_id": self.task.run_id})
         for shard, _status, host, pid, started_at, *_ in rows:
             if shard == self.task.shard:
                 return f"pid {pid} on {host} (since {started_at:%H:%M:%S %Z})"
@@ -231,7 +321,7 @@ class ShardWorker:
         top = ", ".join(f"{reason} ({n})" for reason, n in self.failure_reasons.most_common(3))
         return f"{self.stats.users_failed} users failed: {top}"
 
-    async def _work(self, control: AsyncConnection) -> None:
+    async def _work(self, control: Control) -> None:
         async with AppView(self.settings) as api:
             self.api = api
             work = await self._work_connection()
@@ -254,7 +344,7 @@ class ShardWorker:
                 await work.close()
             producer.result()  # a failure while selecting fails the shard
 
-    async def _heartbeat(self, control: AsyncConnection) -> None:
+    async def _heartbeat(self, control: Control) -> None:
         self._collect_api()
         await control.execute(ETL.update_shard, self.stats.row(self.task.run_id))
         self.send(("progress", self.task.shard, self._progress()))
@@ -287,12 +377,12 @@ class ShardWorker:
             "offset": 0,
         }
 
-    async def _produce(self, control: AsyncConnection, api: AppView, ready: asyncio.Queue) -> None:
+    async def _produce(self, control: Control, api: AppView, ready: asyncio.Queue) -> None:
         """Select batch after batch and start fetching each at once; the queue bounds how far ahead."""
         after = ""
         try:
             while True:
-                rows = await (await control.execute(ETL.select_users, self._select_params(after))).fetchall()
+                rows = await control.fetch(ETL.select_users, self._select_params(after))
                 if not rows:
                     break
                 dids = [row[0] for row in rows]
@@ -306,11 +396,11 @@ class ShardWorker:
             raise
         await ready.put(None)
 
-    async def _contexts(self, control: AsyncConnection, dids: list[str]) -> list[UserContext]:
-        cursor = await control.execute(ETL.batch_context, {"dids": dids, "window_start": self.window.start})
+    async def _contexts(self, control: Control, dids: list[str]) -> list[UserContext]:
+        rows = await control.fetch(ETL.batch_context, {"dids": dids, "window_start": self.window.start})
         return [
             UserContext(did, handle, backfilled, posts_count, window_read_on, tuple(uris))
-            for did, handle, backfilled, posts_count, window_read_on, uris in await cursor.fetchall()
+            for did, handle, backfilled, posts_count, window_read_on, uris in rows
         ]
 
     async def _fetch(self, api: AppView, contexts: list[UserContext]) -> Fetched:
@@ -469,7 +559,10 @@ class ShardWorker:
     # --- writing ------------------------------------------------------------------------------
 
     async def _write(self, work: AsyncConnection, batch: Fetched) -> AsyncConnection:
-        """Stage and merge one batch in one transaction; retry once on a new connection."""
+        """Stage and merge one batch in one transaction; if the connection broke, retry once on a
+        new one. Any other database error (a statement timeout, a full disk) fails the shard at
+        once: the transaction rolled back, and a new connection would not change the outcome."""
+        given = work
         for attempt in range(1, BATCH_DB_ATTEMPTS + 1):
             try:
                 staging_started = time.process_time()
@@ -479,12 +572,14 @@ class ShardWorker:
                     self.stage_cpu += time.process_time() - staging_started
                 break
             except psycopg.OperationalError as exc:
-                if attempt == BATCH_DB_ATTEMPTS:
+                if attempt == BATCH_DB_ATTEMPTS or not work.broken:
+                    if work is not given:
+                        await work.close()  # the caller closes only the one it gave
                     raise
-                log.warning("batch write failed (%s); retrying on a new connection", redact.redact(str(exc).strip()))
+                log.warning("batch write failed (%s); retrying on a new connection", db.error_line(exc))
                 self.backends.stop(work.info.backend_pid)
                 await work.close()
-                work = await self._work_connection()
+                work = await self._work_connection(patient=True)
         stats = self.stats
         stats.users_selected += batch.selected
         stats.users_written += len(batch.staged.profiles)

@@ -1,0 +1,201 @@
+"""Database faults: connections killed mid-batch, a statement timeout, the disk full, the server
+down at start or restarting mid-run.
+
+A batch is caught in the middle deterministically: a test session holds a SHARE lock on
+`snapshots`, so every batch transaction stops at its snapshot upsert, after it has already merged
+the batch's users and posts (uncommitted). The test then kills or waits, and lets go.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tests.faults.conftest import (
+    check_end_state,
+    end_state,
+    log_lines,
+    rerun_completes,
+    run_once,
+    world,
+    written,
+)
+
+pytestmark = pytest.mark.slow
+
+USERS = 40
+BACKFILL = 100
+
+
+def blocked_batches(conn: psycopg.Connection, dbname: str) -> list[int]:
+    """Backends of our workers waiting for a lock inside a batch transaction."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'dopplersky-etl shard%%' "
+            "AND wait_event_type = 'Lock' AND state = 'active'",
+            (dbname,),
+        )
+    ]
+
+
+class SnapshotLock:
+    """Holds a SHARE lock on snapshots in its own session (batches stop at their upsert)."""
+
+    def __init__(self, dsn: str):
+        self.conn = psycopg.connect(dsn)
+        self.conn.execute("LOCK TABLE snapshots IN SHARE MODE")
+        self.dbname = self.conn.info.dbname
+
+    def release(self) -> None:
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.close()
+
+
+def in_background(action: Callable[[], None]) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.errors = errors
+    thread.start()
+    return thread
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("timed out waiting")
+
+
+def kill_blocked_batches(dsn: str, lock: SnapshotLock, kills: int) -> list[int]:
+    """Terminate the first batch caught at the lock `kills` times (its retry is caught again), then let go."""
+    killed = []
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for _ in range(kills):
+            pids = wait_for(lambda: [p for p in blocked_batches(admin, lock.dbname) if p not in killed])
+            admin.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
+            killed.append(pids[0])
+    lock.release()
+    return killed
+
+
+def finish(w, expect, report, as_of):
+    got = written(w.dsn, as_of.date())
+    expect.after_run(as_of, got)
+    state = end_state(w.dsn, expect, as_of.date())
+    check_end_state(state, expect)
+    return state
+
+
+def test_a_batch_whose_connection_is_killed_mid_transaction_is_retried_on_a_new_connection(module_db, base, tmp_path):
+    with world(module_db, base, tmp_path, "kill1", users=USERS, backfill_max_posts=BACKFILL, batch_users=15) as w:
+        expect = w.expectation()
+        expect.backfill_max_posts = BACKFILL
+        lock = SnapshotLock(w.dsn)
+        killer = in_background(lambda: kill_blocked_batches(w.dsn, lock, 1))
+        try:
+            report, as_of = run_once(w.settings, w.sim, shards=1, workers=1)
+        finally:
+            lock.release()
+        killer.join(30)
+        assert killer.errors == []
+        assert report.exit_code == 0 and report.status == "completed", report.shard_reports
+        retried = [e["message"] for e in log_lines(w.log_file) if "retrying on a new connection" in e["message"]]
+        assert len(retried) == 1 and "terminating connection" in retried[0]
+        state = finish(w, expect, report, as_of)
+        assert state.written == {did for did, u in expect.users.items() if u.status == "active"}
+
+
+def test_a_batch_killed_again_on_its_retry_fails_the_shard_cleanly(module_db, base, tmp_path):
+    with world(module_db, base, tmp_path, "kill2", users=USERS, backfill_max_posts=BACKFILL, batch_users=15) as w:
+        expect = w.expectation()
+        expect.backfill_max_posts = BACKFILL
+        lock = SnapshotLock(w.dsn)
+        killer = in_background(lambda: kill_blocked_batches(w.dsn, lock, 2))
+        try:
+            report, as_of = run_once(w.settings, w.sim, shards=1, workers=1)
+        finally:
+            lock.release()
+        killer.join(30)
+        assert killer.errors == []
+        assert report.exit_code == 1 and report.status == "failed"
+        (shard,) = report.shard_reports.values()
+        assert shard.status == "failed" and "terminating connection" in shard.error
+        assert "\n" not in shard.error
+        state = finish(w, expect, report, as_of)
+        assert state.written == set()  # the first batch never committed: nothing of it is left
+        assert state.shards[0]["status"] == "failed"
+        rerun_completes(w.settings, w.sim, w.dsn, expect, as_of)
+
+
+def test_a_statement_timeout_fails_the_shard_with_one_clear_line(module_db, base, tmp_path):
+    with world(
+        module_db, base, tmp_path, "timeout", users=USERS, backfill_max_posts=BACKFILL, statement_timeout=0.5
+    ) as w:
+        expect = w.expectation()
+        expect.backfill_max_posts = BACKFILL
+        lock = SnapshotLock(w.dsn)
+        try:
+            report, as_of = run_once(w.settings, w.sim, shards=1, workers=1)
+        finally:
+            lock.release()
+        assert report.exit_code == 1 and report.status == "failed"
+        (shard,) = report.shard_reports.values()
+        assert shard.status == "failed"
+        assert "statement timeout" in shard.error and "\n" not in shard.error
+        state = finish(w, expect, report, as_of)
+        assert state.written == set()
+        rerun_completes(w.settings, w.sim, w.dsn, expect, as_of)
+
+
+def control_backends(conn: psycopg.Connection, dbname: str) -> list[int]:
+    """Backends of our workers that hold a shard's advisory lock (their control sessions)."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' "
+            "WHERE a.datname = %s AND a.application_name LIKE 'dopplersky-etl shard%%' AND l.granted",
+            (dbname,),
+        )
+    ]
+
+
+def test_the_control_connection_killed_mid_run_reconnects_and_the_shard_completes(module_db, base, tmp_path):
+    with world(module_db, base, tmp_path, "control", users=USERS, backfill_max_posts=BACKFILL, batch_users=15) as w:
+        expect = w.expectation()
+        expect.backfill_max_posts = BACKFILL
+        lock = SnapshotLock(w.dsn)
+
+        def kill_control() -> None:
+            with psycopg.connect(w.dsn, autocommit=True) as admin:
+                wait_for(lambda: blocked_batches(admin, lock.dbname))  # a batch is in flight
+                (pid,) = control_backends(admin, lock.dbname)
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            lock.release()
+
+        killer = in_background(kill_control)
+        try:
+            report, as_of = run_once(w.settings, w.sim, shards=1, workers=1)
+        finally:
+            lock.release()
+        killer.join(30)
+        assert killer.errors == []
+        assert report.exit_code == 0 and report.status == "completed", report.shard_reports
+        assert any("control connection broke" in e["message"] for e in log_lines(w.log_file))
+        state = finish(w, expect, report, as_of)
+        assert state.written == {did for did, u in expect.users.items() if u.status == "active"}
