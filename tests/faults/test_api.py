@@ -8,6 +8,8 @@ Day 0 exercises the first read (backfill); day 1 the later ones (window reads, g
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 import pytest
 from aiohttp import web
@@ -17,6 +19,7 @@ from etl.shards import shard_of
 from etl.sim.expect import truth
 from etl.sim.faults import Target
 from etl.sqlfiles import queries
+from etl.validate import parse_datetime
 from tests.faults.conftest import (
     check_end_state,
     clean_names,
@@ -134,7 +137,9 @@ def day0(module_db, base, tmp_path_factory):
         clean_names(expect)
         state = end_state(w.dsn, expect, as_of.date())
         failures = user_failures(w.log_file)
+        stats = w.sim.call(w.sim.state.stats.to_json)
         yield {
+            "stats": stats,
             "world": w,
             "casting": casting,
             "report": report,
@@ -150,6 +155,12 @@ def test_day0_end_state(day0):
     check_end_state(day0["state"], day0["expect"], failed=failed)
     assert day0["state"].users_failed == len(failed)
     assert day0["report"].exit_code == 1
+
+
+def test_every_fault_of_the_day_struck(day0):
+    struck = day0["stats"]["faults"]
+    for kind in [*TRANSIENT, *FEED_ANOMALIES, "endless_feed", "repeat_cursor"]:
+        assert struck.get(kind, 0) > 0, (kind, struck)
 
 
 @pytest.mark.parametrize("kind", list(FEED_FAULTS))
@@ -218,6 +229,30 @@ def rerun0(day0):
 
 def test_the_rerun_completes_the_day(day0, rerun0):
     assert rerun0.written > day0["state"].written
+
+
+def test_odd_created_at_values_are_stored_as_the_rules_say(day0, rerun0):
+    """Malformed createdAt: indexedAt; far in the future: indexedAt; an offset: the same instant
+    in UTC. (The end state compares every stored post with these rules; this row checks that
+    each kind was among them.)"""
+    kinds = {"malformed": 0, "future": 0, "offset": 0}
+    expect = day0["expect"]
+    for did in rerun0.written:
+        for post in truth(day0["world"].sim.url, did)["posts"]:
+            created, indexed = parse_datetime(post["createdAt"]), parse_datetime(post["indexedAt"])
+            stored = expect.users[did].posts.get(post["uri"])
+            if stored is None:
+                continue  # older than the backfill cap
+            if created is None:
+                kinds["malformed"] += 1
+                assert stored[0] == indexed
+            elif created - indexed > timedelta(minutes=10):
+                kinds["future"] += 1
+                assert stored[0] == indexed
+            elif not post["createdAt"].endswith("Z"):
+                kinds["offset"] += 1
+                assert stored[0] == created
+    assert all(kinds.values()), kinds
 
 
 # --- day 1: window reads and getPosts refreshes under the same faults -------------------------
