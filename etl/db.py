@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -100,6 +101,24 @@ _RESOURCE_HINT = {
     "53300": "the database server has no connection slot left",
     "53400": "a database server limit was exceeded",
 }
+
+
+def connect_patiently(
+    conninfo: str, settings: Settings, *, seconds: float, autocommit: bool = False
+) -> psycopg.Connection:
+    """connect(), trying again for `seconds` while the database is unreachable (a restart or a
+    failover); the last DatabaseUnavailable if it never comes back."""
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        try:
+            return connect(conninfo, settings, autocommit=autocommit)
+        except DatabaseUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s; trying again in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def error_line(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ class Outcome:
     result: Any = None
     exitcode: int | None = None
     started: bool = True
+    pid: int | None = None  # the worker process's pid, once started
 
     @property
     def died(self) -> str | None:
@@ -116,7 +117,7 @@ class ShardPool:
                     proc.join()
                     conn.close()
                     del self._running[key]
-                    outcomes[key] = Outcome(key, results.get(key), proc.exitcode)
+                    outcomes[key] = Outcome(key, results.get(key), proc.exitcode, pid=proc.pid)
         finally:
             # Never leave a child behind, whatever happened here.
             for proc, conn in self._running.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ ETL = queries("etl")
 
 # A run waits this long for a `schema apply` in progress before it gives up.
 SCHEMA_WAIT_SECONDS = 600.0
+# After the workers, how long the parent waits for a database that went away (a restart, a
+# failover) to record the run's outcome.
+RECONNECT_SECONDS = 60.0
 # Paging size when only counting selected users (--dry-run, --limit).
 COUNT_PAGE = 10_000
 
@@ -90,12 +94,13 @@ class RunReport:
     duration: float = 0.0
     workers: int = 0
     registered_users: int | None = None
+    recorded: bool = True  # False: the database was gone when the outcome was to be written
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if any(r.status != "completed" for r in self.shard_reports.values()):
+        if not self.recorded or any(r.status != "completed" for r in self.shard_reports.values()):
             return EXIT_FAILED
         return EXIT_OK
 
@@ -202,7 +207,10 @@ def mark_stale_shards(conn: psycopg.Connection) -> list[tuple[int, int]]:
         try:
             when = f"{heartbeat:%Y-%m-%d %H:%M:%S %Z}" if heartbeat else "never"
             error = f"worker pid {pid} on {host} stopped without finishing (last heartbeat {when})"
-            conn.execute(ETL.fail_shard, {"run_id": run_id, "shard": shard, "status": "stale", "error": error})
+            conn.execute(
+                ETL.fail_shard,
+                {"run_id": run_id, "shard": shard, "status": "stale", "error": error, "pid": pid, "host": host},
+            )
             stale.append((run_id, shard))
             log.warning("run %d shard %d: %s; marked stale", run_id, shard, error)
         finally:
@@ -285,14 +293,56 @@ def execute(
                 "run %d (%s, %d shards, %s): %d shards here with %d workers",
                 run_id, report.run_date, options.shards, options.selection, len(tasks), workers,
             )  # fmt: skip
-            _run_pool(conn, report, tasks, workers, on_progress, install_signals)
-        row = conn.execute(ETL.finalize_run, {"run_id": run_id}).fetchone()
-        report.status, report.total_users = row[0], row[1]
+            outcomes = _run_pool(report, tasks, workers, on_progress, install_signals)
+        else:
+            outcomes = {}
+        _record_outcomes(conn, conninfo, settings, report, outcomes)
     report.duration = time.monotonic() - started
     return report
 
 
-def _run_pool(conn, report: RunReport, tasks, workers: int, on_progress, install_signals: bool) -> None:
+def _record_outcomes(conn, conninfo: str, settings: Settings, report: RunReport, outcomes: dict) -> None:
+    """Write what the workers could not (deaths, outcomes they could not record) and the run's
+    status. The connection opened at the start may have died while the workers ran (the
+    database restarted): then on a new one, waiting for the database to come back."""
+    try:
+        _write_outcomes(conn, report, outcomes)
+        return
+    except psycopg.OperationalError as exc:
+        if not conn.broken:
+            raise
+        log.warning("the database connection broke while the workers ran (%s); reconnecting", db.error_line(exc))
+    try:
+        fresh = db.connect_patiently(conninfo, settings, autocommit=True, seconds=RECONNECT_SECONDS)
+    except db.DatabaseUnavailable as exc:
+        report.recorded = False
+        log.error("could not record the run's outcome (%s); the next run marks its unfinished shards stale", exc)
+        return
+    with fresh:
+        _write_outcomes(fresh, report, outcomes)
+
+
+def _write_outcomes(conn: psycopg.Connection, report: RunReport, outcomes: dict) -> None:
+    host = socket.gethostname()
+    for shard, outcome in sorted(outcomes.items()):
+        shard_report = report.shard_reports[shard]
+        if outcome.result is not None:
+            if shard_report.status in ("busy", "lost"):
+                continue  # another process's claim: not ours to write
+            params = ShardStats(**outcome.result).row(report.run_id) | {"pid": outcome.pid, "host": host}
+            if conn.execute(ETL.record_outcome, params).rowcount:
+                log.warning("shard %d: recorded the outcome its worker could not write", shard)
+        elif outcome.started:
+            conn.execute(
+                ETL.fail_shard,
+                {"run_id": report.run_id, "shard": shard, "status": shard_report.status,
+                 "error": shard_report.error, "pid": outcome.pid, "host": host},
+            )  # fmt: skip
+    row = conn.execute(ETL.finalize_run, {"run_id": report.run_id}).fetchone()
+    report.status, report.total_users = row[0], row[1]
+
+
+def _run_pool(report: RunReport, tasks, workers: int, on_progress, install_signals: bool) -> dict:
     pool = ShardPool(workers, shard_process, on_message=on_progress)
     previous_handlers = {}
     if install_signals:
@@ -326,6 +376,6 @@ def _run_pool(conn, report: RunReport, tasks, workers: int, on_progress, install
             continue
         status = "interrupted" if pool.stopping else "failed"
         error = outcome.died or "worker ended without a result"
-        conn.execute(ETL.fail_shard, {"run_id": report.run_id, "shard": shard, "status": status, "error": error})
         log.error("shard %d: %s", shard, error)
         report.shard_reports[shard] = ShardReport(shard, status, error=error)
+    return outcomes

@@ -50,9 +50,34 @@ WHERE run_id = %(run_id)s AND shard = %(shard)s
 
 -- name: fail_shard
 -- The parent's verdict on a shard whose worker could not say it itself (killed, interrupted).
+-- Only the claim of that worker (its pid on its host) is changed: if the shard's lock was free
+-- long enough for another process to claim the shard, that claim is theirs.
 UPDATE etl_shards
 SET status = %(status)s, finished_at = now(), duration = extract(epoch FROM now() - started_at), error = %(error)s
 WHERE run_id = %(run_id)s AND shard = %(shard)s AND status = 'running'
+  AND pid = %(pid)s AND host = %(host)s
+
+-- name: record_outcome
+-- The outcome a worker reported to the parent but could not write (the database was gone when
+-- it finished); the same guard as fail_shard.
+UPDATE etl_shards
+SET status = %(status)s,
+    heartbeat_at = now(),
+    finished_at = now(),
+    duration = extract(epoch FROM now() - started_at),
+    users_selected = %(users_selected)s,
+    users_written = %(users_written)s,
+    users_failed = %(users_failed)s,
+    users_inactive = %(users_inactive)s,
+    feed_skipped = %(feed_skipped)s,
+    api_requests = %(api_requests)s,
+    retries = %(retries)s,
+    rate_limited = %(rate_limited)s,
+    posts_merged = %(posts_merged)s,
+    posts_deleted = %(posts_deleted)s,
+    error = %(error)s
+WHERE run_id = %(run_id)s AND shard = %(shard)s AND status = 'running'
+  AND pid = %(pid)s AND host = %(host)s
 
 -- name: running_shards
 -- Shards that say they are running, in any run: each is checked against its advisory lock.
