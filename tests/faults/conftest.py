@@ -200,6 +200,20 @@ def rerun_completes(settings: Settings, sim, dsn: str, expect: Expectation, as_o
     return state
 
 
+class SnapshotLock:
+    """Holds a SHARE lock on snapshots in its own session (batches stop at their upsert)."""
+
+    def __init__(self, dsn: str):
+        self.conn = psycopg.connect(dsn)
+        self.conn.execute("LOCK TABLE snapshots IN SHARE MODE")
+        self.dbname = self.conn.info.dbname
+
+    def release(self) -> None:
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.close()
+
+
 @dataclass
 class World:
     """A registered population in its own database, served by its own simulator."""

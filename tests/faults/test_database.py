@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.faults.conftest import (
+    SnapshotLock,
     check_end_state,
     end_state,
     log_lines,
@@ -41,20 +42,6 @@ def blocked_batches(conn: psycopg.Connection, dbname: str) -> list[int]:
             (dbname,),
         )
     ]
-
-
-class SnapshotLock:
-    """Holds a SHARE lock on snapshots in its own session (batches stop at their upsert)."""
-
-    def __init__(self, dsn: str):
-        self.conn = psycopg.connect(dsn)
-        self.conn.execute("LOCK TABLE snapshots IN SHARE MODE")
-        self.dbname = self.conn.info.dbname
-
-    def release(self) -> None:
-        if not self.conn.closed:
-            self.conn.rollback()
-            self.conn.close()
 
 
 def in_background(action: Callable[[], None]) -> threading.Thread:
