@@ -41,11 +41,11 @@ BATCH_DB_ATTEMPTS = 2
 # How long a worker keeps trying to reach the database again after a connection broke (a
 # restart, a failover) before it gives up: a restart takes seconds, a failover a minute or so.
 DB_RECONNECT_SECONDS = 60.0
-# Batches whose API work runs while an earlier one is finished and written. A batch waits for
-# its slowest user (a long history is read page after page); with the next batches already
-# fetching, the requests in flight stay at `concurrency` instead of draining to that one user.
-# Memory stays bounded: at most this many batches plus the one being written.
-FETCH_AHEAD = 2
+# Batches whose API work is under way at once. A batch waits for its slowest user (a long
+# history is read page after page); with other batches fetching meanwhile, and each written as
+# soon as it is complete, the requests in flight stay at `concurrency` instead of draining to
+# that one user. Memory stays bounded: at most this many batches.
+BATCHES_IN_FLIGHT = 3
 
 
 def shard_lock_key(run_id: int, shard: int) -> int:
@@ -322,27 +322,30 @@ class ShardWorker:
         return f"{self.stats.users_failed} users failed: {top}"
 
     async def _work(self, control: Control) -> None:
+        """Keep up to BATCHES_IN_FLIGHT batches fetching; write each as soon as it is complete."""
         async with AppView(self.settings) as api:
             self.api = api
             work = await self._work_connection()
-            ready: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=FETCH_AHEAD)
-            producer = asyncio.create_task(self._produce(control, api, ready))
+            fetching: set[asyncio.Task] = set()
+            after: str | None = ""
             try:
-                while (fetching := await ready.get()) is not None:
-                    work = await self._write(work, await fetching)
-                    await self._heartbeat(control)
+                while True:
+                    while after is not None and len(fetching) < BATCHES_IN_FLIGHT:
+                        after, contexts = await self._next_batch(control, after)
+                        if contexts:
+                            fetching.add(asyncio.create_task(self._fetch(api, contexts)))
+                    if not fetching:
+                        break
+                    done, fetching = await asyncio.wait(fetching, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        work = await self._write(work, task.result())
+                        await self._heartbeat(control)
             finally:
-                if not producer.done():
-                    producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
-                while not ready.empty():  # fetches nobody will write: stop them
-                    pending = ready.get_nowait()
-                    if pending is not None:
-                        pending.cancel()
-                        await asyncio.gather(pending, return_exceptions=True)
+                for task in fetching:  # fetches nobody will write: stop them
+                    task.cancel()
+                await asyncio.gather(*fetching, return_exceptions=True)
                 self.backends.stop(work.info.backend_pid)
                 await work.close()
-            producer.result()  # a failure while selecting fails the shard
 
     async def _heartbeat(self, control: Control) -> None:
         self._collect_api()
@@ -377,24 +380,13 @@ class ShardWorker:
             "offset": 0,
         }
 
-    async def _produce(self, control: Control, api: AppView, ready: asyncio.Queue) -> None:
-        """Select batch after batch and start fetching each at once; the queue bounds how far ahead."""
-        after = ""
-        try:
-            while True:
-                rows = await control.fetch(ETL.select_users, self._select_params(after))
-                if not rows:
-                    break
-                dids = [row[0] for row in rows]
-                after = dids[-1]
-                contexts = await self._contexts(control, dids)
-                await ready.put(asyncio.create_task(self._fetch(api, contexts)))
-        except asyncio.CancelledError:
-            raise  # the consumer is going away: nobody waits for the end marker
-        except Exception:
-            await ready.put(None)  # the consumer drains what was fetched, then sees our error
-            raise
-        await ready.put(None)
+    async def _next_batch(self, control: Control, after: str) -> tuple[str | None, list[UserContext]]:
+        """The shard's next users after `after` (keyset paging), and the new position (None: done)."""
+        rows = await control.fetch(ETL.select_users, self._select_params(after))
+        if not rows:
+            return None, []
+        dids = [row[0] for row in rows]
+        return dids[-1], await self._contexts(control, dids)
 
     async def _contexts(self, control: Control, dids: list[str]) -> list[UserContext]:
         rows = await control.fetch(ETL.batch_context, {"dids": dids, "window_start": self.window.start})
