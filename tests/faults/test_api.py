@@ -17,7 +17,7 @@ from aiohttp import web
 from etl.plan import Mode, UserContext, Window, choose_mode
 from etl.shards import shard_of
 from etl.sim.expect import truth
-from etl.sim.faults import Target
+from etl.sim.faults import HOSTILE_TEXTS, Target
 from etl.sqlfiles import queries
 from etl.validate import parse_datetime
 from tests.faults.conftest import (
@@ -138,8 +138,15 @@ def day0(module_db, base, tmp_path_factory):
         state = end_state(w.dsn, expect, as_of.date())
         failures = user_failures(w.log_file)
         stats = w.sim.call(w.sim.state.stats.to_json)
+        faults = w.sim.state.faults
+        megabyte_texts = [  # posts of the hostile user served with a 1 MB text
+            post["uri"]
+            for post in truth(w.sim.url, casting.hostile_small)["posts"]
+            if faults.pick("hostile-text", post["uri"]) % len(HOSTILE_TEXTS) == 0
+        ]
         yield {
             "stats": stats,
+            "megabyte_texts": megabyte_texts,
             "world": w,
             "casting": casting,
             "report": report,
@@ -199,6 +206,14 @@ def test_hostile_strings_are_stored_cleaned_or_verbatim(day0):
     with psycopg.connect(day0["world"].dsn) as conn:
         name = conn.execute('SELECT "displayName" FROM users WHERE did = %s', (did,)).fetchone()[0]
     assert name is None or ("\x00" not in name and len(name) <= 255)
+
+
+def test_posts_with_a_1_mb_text_are_read_and_stored(day0):
+    did = day0["casting"].hostile_small
+    assert day0["megabyte_texts"]
+    with psycopg.connect(day0["world"].dsn) as conn:
+        stored = {r[0] for r in conn.execute("SELECT uri FROM posts WHERE did = %s", (did,))}
+    assert set(day0["megabyte_texts"]) <= stored
 
 
 def test_a_page_over_the_size_cap_fails_that_user_clearly(day0):
