@@ -39,7 +39,7 @@ class Sizes:
     concurrency_steps: tuple[int, ...]
 
 
-FULL = Sizes(10_000, 100_000, 200_000, 20_000, 100_000, 3, 600, 120, 30, (1, 2, 4, 8, 16))
+FULL = Sizes(10_000, 100_000, 200_000, 20_000, 100_000, 3, 600, 300, 30, (1, 2, 4, 8, 16))
 # Toy sizes: every part runs and prints its table (the test suite runs this; figures mean little).
 QUICK = Sizes(80, 120, 2_000, 400, 1_000, 1, 30, 15, 2, (2,))
 SEED = 1

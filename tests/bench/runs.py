@@ -79,8 +79,9 @@ def _truths(url: str, dids: list[str], since: datetime | None = None) -> dict[st
 class SimulatedDays:
     """A simulator process, a private database, registered accounts: run day after day."""
 
-    def __init__(self, users: int, seed: int, name: str, *, shards: int = 8, **sim_options):
+    def __init__(self, users: int, seed: int, name: str, *, shards: int = 8, max_feed_items: int | None = None, **sim_options):
         self.users, self.seed, self.name, self.shards = users, seed, name, shards
+        self.max_feed_items = max_feed_items  # register only accounts with at most this many feed items
         self.sim_options = sim_options
 
     def __enter__(self) -> SimulatedDays:
@@ -93,6 +94,9 @@ class SimulatedDays:
             page = sim_get(f"{self.sim.url}/_sim/users?offset={offset}&limit=10000")
             self.accounts += page["users"]
             offset = page.get("next_offset")
+        if self.max_feed_items is not None:
+            truths = self.truths()
+            self.accounts = [a for a in self.accounts if truths[a["did"]]["feed_items"] <= self.max_feed_items]
         register_directly(self.conninfo, self.accounts)
         return self
 
