@@ -74,6 +74,32 @@ def deactivate_after_get_profiles(victim: str):
     return hook
 
 
+def spoil_post_counts():
+    """A middleware: in getAuthorFeed and getPosts answers, the first post of each DID in
+    `hook.victims` gets a negative likeCount (the profile stays sane)."""
+    import json
+
+    @web.middleware
+    async def hook(request: web.Request, handler):
+        response = await handler(request)
+        method = request.match_info.get("method")
+        if not hook.victims or response.status != 200 or method not in ("app.bsky.feed.getAuthorFeed", "app.bsky.feed.getPosts"):
+            return response
+        try:
+            body = json.loads(response.body)
+        except ValueError:
+            return response  # a truncated answer (another fault): left as it is
+        views = [item["post"] for item in body.get("feed", []) if "reason" not in item] + body.get("posts", [])
+        for did in hook.victims:
+            own = [view for view in views if view["author"]["did"] == did]
+            if own:
+                own[0]["likeCount"] = -1
+        return web.json_response(body)
+
+    hook.victims = set()
+    return hook
+
+
 class Casting:
     """Which user gets which persistent fault, chosen by the shape of their feed."""
 
@@ -91,6 +117,7 @@ class Casting:
         self.endless = small.pop()
         self.hostile_small = small.pop()
         self.bad_counts = small.pop()
+        self.post_counts = small.pop()
         self.deactivated = small.pop()
         self.repeat_cursor = big.pop()
         self.hostile_big = big.pop()
@@ -118,18 +145,21 @@ def day0(module_db, base, tmp_path_factory):
     with serve(users=USERS, seed=SEED) as probe:
         casting = Casting(probe.url, {u["did"]: u["handle"] for u in sim_users(probe.url)})
     deactivate = deactivate_after_get_profiles(casting.deactivated)
+    spoil = spoil_post_counts()
     with world(
         module_db,
         base,
         tmp,
         "api",
-        middlewares=(deactivate,),
+        middlewares=(deactivate, spoil),
         backfill_max_posts=BACKFILL,
         max_pages=40,
     ) as w:
         w.sim.set_faults({"rates": {**TRANSIENT, **FEED_ANOMALIES, "hostile": 0.2}, "attempts": 2, "targets": casting.targets()})
         deactivate.armed.append(True)
+        spoil.victims.add(casting.post_counts)
         report, as_of = run_once(w.settings, w.sim)
+        spoil.victims.clear()
         got = written(w.dsn, as_of.date())
         expect = w.expectation()
         expect.backfill_max_posts = BACKFILL
@@ -145,6 +175,7 @@ def day0(module_db, base, tmp_path_factory):
             if faults.pick("hostile-text", post["uri"]) % len(HOSTILE_TEXTS) == 0
         ]
         yield {
+            "spoil": spoil,
             "stats": stats,
             "megabyte_texts": megabyte_texts,
             "world": w,
@@ -183,7 +214,7 @@ def test_transient_faults_are_retried_and_every_other_user_is_written(day0):
     report = day0["report"]
     assert report.api.retries > 0
     c = day0["casting"]
-    expected_failures = set(c.feed.values()) | {c.repeat_cursor, c.hostile_big, c.bad_counts, c.profile_500}
+    expected_failures = set(c.feed.values()) | {c.repeat_cursor, c.hostile_big, c.bad_counts, c.post_counts, c.profile_500}
     other = set(day0["failures"]) - expected_failures
     # Only the users sharing the failed getProfiles call with the targeted one fail besides.
     assert all(day0["failures"][did].startswith("getProfiles:") for did in other), {d: day0["failures"][d] for d in other}
@@ -225,6 +256,12 @@ def test_bad_counts_fail_the_user_rather_than_write_invented_numbers(day0):
     did = day0["casting"].bad_counts
     assert did not in day0["state"].written
     assert "count" in day0["failures"][did].lower()
+
+
+def test_a_bad_count_on_one_post_fails_its_user(day0):
+    reason = day0["failures"][day0["casting"].post_counts]
+    assert reason.startswith("getAuthorFeed: unusable counts on 1 posts (e.g. likeCount of at://"), reason
+    assert day0["casting"].post_counts not in day0["state"].written
 
 
 def test_account_deactivated_between_get_profiles_and_the_feed_is_recorded_without_a_snapshot(day0):
@@ -294,11 +331,16 @@ def day1(day0, rerun0):
     modes = modes_for(w, as_of)
     refresh = sorted(did for did, mode in modes.items() if mode is Mode.REFRESH)
     window = sorted(did for did, mode in modes.items() if mode is Mode.WINDOW)
-    cast = {"posts_503": refresh[0], "feed_500": window[0], "bad_counts": refresh[-1]}
+    # The failed getPosts call takes every user with a post in it down: the bad-count victim is
+    # in the other shard.
+    spoiled = next(did for did in refresh[1:-1] if shard_of(did, 2) != shard_of(refresh[0], 2))
+    cast = {"posts_503": refresh[0], "feed_500": window[0], "bad_counts": refresh[-1], "post_counts": spoiled}
     targets = {cast["posts_503"]: {"posts": "503"}, cast["feed_500"]: {"feed": "500"}, cast["bad_counts"]: {"data": ["bad_counts"]}}
     w.sim.set_faults({"rates": {**TRANSIENT, **FEED_ANOMALIES}, "attempts": 2, "targets": targets})
     mark = len(log_lines(w.log_file))
+    day0["spoil"].victims.add(cast["post_counts"])
     report, _ = run_once(w.settings, w.sim, as_of=as_of)
+    day0["spoil"].victims.clear()
     got = written(w.dsn, as_of.date())
     expect = day0["expect"]
     expect.after_run(as_of, got)
@@ -335,6 +377,7 @@ def test_a_failed_get_posts_call_fails_the_users_it_carried(day1):
     assert "HTTP 503" in failures[cast["posts_503"]]
     assert failures[cast["feed_500"]].startswith("getAuthorFeed:")
     assert "Count" in failures[cast["bad_counts"]]
+    assert failures[cast["post_counts"]].startswith("getPosts: unusable counts on 1 posts"), failures[cast["post_counts"]]
     others = set(failures) - set(cast.values())
     assert all(failures[did].startswith("getPosts:") for did in others)
 
