@@ -222,7 +222,10 @@ def test_transient_faults_are_retried_and_every_other_user_is_written(day0):
 
 
 def test_endless_feed_stops_at_the_page_cap_and_the_user_is_written(day0):
-    assert day0["casting"].endless in day0["state"].written
+    did = day0["casting"].endless
+    assert did in day0["state"].written
+    messages = [e["message"] for e in log_lines(day0["world"].log_file)]
+    assert f"{did}: author feed incomplete after 40 pages (page_cap)" in messages
 
 
 def test_repeated_cursor_ends_the_read_without_looping(day0):
