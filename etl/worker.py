@@ -552,8 +552,10 @@ class ShardWorker:
 
     async def _write(self, work: AsyncConnection, batch: Fetched) -> AsyncConnection:
         """Stage and merge one batch in one transaction; if the connection broke, retry once on a
-        new one. Any other database error (a statement timeout, a full disk) fails the shard at
-        once: the transaction rolled back, and a new connection would not change the outcome."""
+        new one; if the database rolled it back (a deadlock: two shards' batches can lock each
+        other's users when a handle moves between them), retry once at once. Any other database
+        error (a statement timeout, a full disk) fails the shard: the transaction rolled back,
+        and trying again would not change the outcome."""
         given = work
         for attempt in range(1, BATCH_DB_ATTEMPTS + 1):
             try:
@@ -564,10 +566,15 @@ class ShardWorker:
                     self.stage_cpu += time.process_time() - staging_started
                 break
             except psycopg.OperationalError as exc:
-                if attempt == BATCH_DB_ATTEMPTS or not work.broken:
+                # SQLSTATE class 40: the server rolled the transaction back (40P01 deadlock).
+                rolled_back = (exc.sqlstate or "").startswith("40") and not work.broken
+                if attempt == BATCH_DB_ATTEMPTS or not (work.broken or rolled_back):
                     if work is not given:
                         await work.close()  # the caller closes only the one it gave
                     raise
+                if rolled_back:
+                    log.warning("batch rolled back by the database (%s); writing it again", db.error_line(exc))
+                    continue
                 log.warning("batch write failed (%s); retrying on a new connection", db.error_line(exc))
                 self.backends.stop(work.info.backend_pid)
                 await work.close()

@@ -186,3 +186,43 @@ def test_the_control_connection_killed_mid_run_reconnects_and_the_shard_complete
         assert any("control connection broke" in e["message"] for e in log_lines(w.log_file))
         state = finish(w, expect, report, as_of)
         assert state.written == {did for did, u in expect.users.items() if u.status == "active"}
+
+
+def test_a_batch_rolled_back_by_a_deadlock_is_written_again(dsn, base, monkeypatch):
+    """Two shards' batches can deadlock when a handle moves between their users (each frees the
+    other's row); PostgreSQL rolls one back, and that batch is written again at once."""
+    import asyncio
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from etl import worker as workermod
+    from etl.stage import StagedBatch
+
+    calls = []
+    real = workermod.stage_batch
+
+    async def deadlocking_once(conn, staged, run_date):
+        calls.append(conn.info.backend_pid)
+        if len(calls) == 1:
+            await conn.execute("SELECT 1")  # the connection stays usable, as after a real deadlock
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return await real(conn, staged, run_date)
+
+    monkeypatch.setattr(workermod, "stage_batch", deadlocking_once)
+    now = datetime.now(UTC)
+    task = workermod.ShardTask(
+        run_id=1, shard=0, shard_count=1, run_at=now, run_date=now.date(), select_all=True, active_since=now,
+        upto=None, resume=False, conninfo=dsn, settings=dict(base.values),
+    )  # fmt: skip
+
+    async def write_one() -> None:
+        shard = workermod.ShardWorker(task)
+        work = await shard._work_connection()
+        try:
+            batch = workermod.Fetched(selected=1, staged=StagedBatch(), failed={}, inactive=0, modes=Counter())
+            assert await shard._write(work, batch) is work  # same connection: it was not broken
+        finally:
+            await work.close()
+
+    asyncio.run(write_one())
+    assert len(calls) == 2 and calls[0] == calls[1]
