@@ -226,3 +226,57 @@ def test_a_batch_rolled_back_by_a_deadlock_is_written_again(dsn, base, monkeypat
 
     asyncio.run(write_one())
     assert len(calls) == 2 and calls[0] == calls[1]
+
+
+def _open_run_with_a_running_shard(conn: psycopg.Connection, pid: int, host: str) -> int:
+    from datetime import date
+
+    run_id = conn.execute(
+        "INSERT INTO snapshot_logs (status, time_started, run_date, shard_count, selection, total_users) "
+        "VALUES ('in_progress', now(), %s, 1, 'all', 0) RETURNING id",
+        (date(2026, 1, 2),),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO etl_shards (run_id, shard, status, host, pid, started_at, heartbeat_at) "
+        "VALUES (%s, 0, 'running', %s, %s, now(), now())",
+        (run_id, host, pid),
+    )
+    return run_id
+
+
+def test_the_outcome_a_worker_could_not_write_is_recorded_by_the_parent(dsn):
+    """The database was gone when the worker finished: it sent its outcome over the pipe, and
+    the parent writes it (only over that worker's own claim)."""
+    import socket
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from etl import run as runmod
+    from etl.pool import Outcome
+    from etl.worker import ShardStats
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        run_id = _open_run_with_a_running_shard(conn, 4242, socket.gethostname())
+        stats = ShardStats(shard=0, status="completed", users_selected=3, users_written=3, pid=4242)
+        report = runmod.RunReport(run_date=datetime(2026, 1, 2).date(), run_at=datetime.now(UTC), shards_here=[0], run_id=run_id)
+        report.shard_reports[0] = runmod.ShardReport(0, "completed")
+        runmod._write_outcomes(conn, report, {0: Outcome(0, asdict(stats), 0, pid=4242)})
+        row = conn.execute("SELECT status, users_written FROM etl_shards WHERE run_id = %s", (run_id,)).fetchone()
+        assert row == ("completed", 3)
+        assert report.status == "completed"
+        # A claim that is not this worker's (another pid) is left alone.
+        conn.execute("UPDATE etl_shards SET status = 'running', pid = 777 WHERE run_id = %s", (run_id,))
+        runmod._write_outcomes(conn, report, {0: Outcome(0, asdict(stats), 0, pid=4242)})
+        assert conn.execute("SELECT status FROM etl_shards WHERE run_id = %s", (run_id,)).fetchone()[0] == "running"
+
+
+def test_a_shard_left_running_by_a_worker_that_is_gone_is_marked_stale_by_the_next_run(dsn):
+    from etl import run as runmod
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        run_id = _open_run_with_a_running_shard(conn, 999_999, "gone-host")
+        assert runmod.mark_stale_shards(conn) == [(run_id, 0)]
+        status, error = conn.execute("SELECT status, error FROM etl_shards WHERE run_id = %s", (run_id,)).fetchone()
+        run_status = conn.execute("SELECT status FROM snapshot_logs WHERE id = %s", (run_id,)).fetchone()[0]
+    assert status == "stale" and "worker pid 999999 on gone-host stopped without finishing" in error
+    assert run_status == "failed"
