@@ -28,7 +28,7 @@ def test_a_429_storm_is_waited_out_per_retry_after_and_every_user_is_written(mod
         base,
         tmp_path,
         "storm",
-        users=20,
+        users=12,
         backfill_max_posts=100,
         max_attempts=1,
         sim_options={"rate_limit": 8, "rate_window": 1.0},
