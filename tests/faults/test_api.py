@@ -154,6 +154,10 @@ def day0(module_db, base, tmp_path_factory):
         middlewares=(deactivate, spoil),
         backfill_max_posts=BACKFILL,
         max_pages=40,
+        # Transient faults strike at most 2 attempts: the third gets through. A persistent
+        # timeout then costs 3 x 1 s.
+        max_attempts=3,
+        request_timeout=1.0,
     ) as w:
         w.sim.set_faults({"rates": {**TRANSIENT, **FEED_ANOMALIES, "hostile": 0.2}, "attempts": 2, "targets": casting.targets()})
         deactivate.armed.append(True)
