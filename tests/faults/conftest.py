@@ -200,6 +200,18 @@ def rerun_completes(settings: Settings, sim, dsn: str, expect: Expectation, as_o
     return state
 
 
+def blocked_batches(conn: psycopg.Connection, dbname: str) -> list[int]:
+    """Backends of our workers waiting for a lock inside a batch transaction."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'dopplersky-etl shard%%' "
+            "AND wait_event_type = 'Lock' AND state = 'active'",
+            (dbname,),
+        )
+    ]
+
+
 class SnapshotLock:
     """Holds a SHARE lock on snapshots in its own session (batches stop at their upsert)."""
 
@@ -210,7 +222,8 @@ class SnapshotLock:
 
     def release(self) -> None:
         if not self.conn.closed:
-            self.conn.rollback()
+            with contextlib.suppress(psycopg.OperationalError):  # the server may have gone
+                self.conn.rollback()
             self.conn.close()
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.faults.conftest import (
     SnapshotLock,
+    blocked_batches,
     check_end_state,
     end_state,
     log_lines,
@@ -30,18 +31,6 @@ pytestmark = pytest.mark.slow
 
 USERS = 40
 BACKFILL = 100
-
-
-def blocked_batches(conn: psycopg.Connection, dbname: str) -> list[int]:
-    """Backends of our workers waiting for a lock inside a batch transaction."""
-    return [
-        row[0]
-        for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'dopplersky-etl shard%%' "
-            "AND wait_event_type = 'Lock' AND state = 'active'",
-            (dbname,),
-        )
-    ]
 
 
 def in_background(action: Callable[[], None]) -> threading.Thread:
