@@ -85,8 +85,10 @@ def demo(users: int, seed: int, days: int, shards: int, demo_dir: Path) -> None:
             f"Registered {len(registered):,} accounts through the AppView; {refused} were refused "
             "(deleted, deactivated or taken down accounts cannot be registered)."
         )
-        expect = Expectation(sim.url, registered, window_days=settings.post_window_days,
-                             backfill_max_posts=settings.backfill_max_posts)  # fmt: skip
+        expect = Expectation(
+            sim.url, registered, window_days=settings.post_window_days,
+            backfill_max_posts=settings.backfill_max_posts, full_read_days=settings.full_read_days,
+        )  # fmt: skip
         run_dates = []
         for day in range(days):
             if day:
@@ -124,6 +126,14 @@ def demo(users: int, seed: int, days: int, shards: int, demo_dir: Path) -> None:
         _say(f"  bin/etl --config {config} report {sample[0]} --png {sample[0]}.png")
     _say()
     took = time.monotonic() - started
+    lagging = expect.lagging()
+    if lagging:
+        posts = sum(len(uris) for uris in lagging.values())
+        _say(
+            f"Not yet seen, by design: {posts} new post(s) of {len(lagging)} user(s) whose postsCount did not "
+            "move because an older post was deleted the same day; the periodic window read "
+            f"(every {settings.full_read_days} days) or the next postsCount change picks them up."
+        )
     if verdict.ok:
         _say(
             f"Verified against the simulator's truth: {verdict.snapshots:,} snapshots over {days} days, "
