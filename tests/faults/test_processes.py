@@ -12,7 +12,15 @@ import psycopg
 import pytest
 
 from etl import migrate
-from tests.faults.conftest import SnapshotLock, check_end_state, end_state, rerun_completes, world, written
+from tests.faults.conftest import (
+    SnapshotLock,
+    blocked_batches,
+    check_end_state,
+    end_state,
+    rerun_completes,
+    world,
+    written,
+)
 from tests.run.conftest import sim_now
 from tests.run.test_resilience import etl_process
 
@@ -35,6 +43,16 @@ def wait_for(predicate, timeout: float = 60.0, step: float = 0.05):
 def shard_rows(dsn: str, where: str = "TRUE") -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(f"SELECT shard, status, pid, users_written FROM etl_shards WHERE {where} ORDER BY shard").fetchall()  # noqa: S608 - fixed text
+
+
+def hold_mid_batch(dsn: str) -> tuple[SnapshotLock, tuple]:
+    """Once a shard has written a batch, hold the next batches at their snapshot upsert (mid-
+    transaction) and return the lock and the running shard row: the run is surely mid-way."""
+    row = wait_for(lambda: [r for r in shard_rows(dsn, "status = 'running'") if r[3] > 0])[0]
+    lock = SnapshotLock(dsn)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        wait_for(lambda: blocked_batches(admin, lock.dbname))
+    return lock, row
 
 
 def slow_world(module_db, base, tmp_path, name: str):
@@ -67,9 +85,12 @@ def test_sigterm_to_the_parent_interrupts_cleanly_and_a_rerun_completes(module_d
         expect.backfill_max_posts = BACKFILL
         as_of = sim_now(w.sim)
         proc = etl_process(w.settings, *run_args(w.sim))
-        wait_for(lambda: [r for r in shard_rows(w.dsn, "status = 'running'") if r[3] > 0])
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        lock, _ = hold_mid_batch(w.dsn)
+        try:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            lock.release()
         assert proc.returncode == 130, (out, err)
         rows = shard_rows(w.dsn)
         assert rows and {r[1] for r in rows} <= {"interrupted", "completed"}
@@ -90,8 +111,12 @@ def test_sigkill_of_one_worker_fails_its_shard_only_and_a_rerun_completes(module
         expect.backfill_max_posts = BACKFILL
         as_of = sim_now(w.sim)
         proc = etl_process(w.settings, *run_args(w.sim))
-        shard, _, pid, _ = wait_for(lambda: [r for r in shard_rows(w.dsn, "status = 'running'") if r[3] > 0])[0]
-        os.kill(pid, signal.SIGKILL)
+        lock, (shard, _, pid, _) = hold_mid_batch(w.dsn)
+        try:
+            os.kill(pid, signal.SIGKILL)  # its batch dies mid-transaction
+            time.sleep(0.5)
+        finally:
+            lock.release()  # the other shard goes on
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, (out, err)
         rows = {r[0]: r for r in shard_rows(w.dsn)}
