@@ -47,12 +47,16 @@ def shard_rows(dsn: str, where: str = "TRUE") -> list[tuple]:
 
 def hold_mid_batch(dsn: str) -> tuple[SnapshotLock, tuple]:
     """Once a shard has written a batch, hold the next batches at their snapshot upsert (mid-
-    transaction) and return the lock and the running shard row: the run is surely mid-way."""
-    row = wait_for(lambda: [r for r in shard_rows(dsn, "status = 'running'") if r[3] > 0])[0]
+    transaction); the lock and the row of a shard whose batch is held: surely mid-way."""
+    wait_for(lambda: [r for r in shard_rows(dsn, "status = 'running'") if r[3] > 0])
     lock = SnapshotLock(dsn)
     with psycopg.connect(dsn, autocommit=True) as admin:
         wait_for(lambda: blocked_batches(admin, lock.dbname))
-    return lock, row
+        name = admin.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = %s", (blocked_batches(admin, lock.dbname)[0],)
+        ).fetchone()[0]
+    shard = int(name.rsplit(" ", 1)[1])  # "dopplersky-etl shard N"
+    return lock, next(r for r in shard_rows(dsn) if r[0] == shard)
 
 
 def slow_world(module_db, base, tmp_path, name: str):
