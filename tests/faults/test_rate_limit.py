@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_429_storm_is_waited_out_per_retry_after_and_every_user_is_written(module_db, base, tmp_path):
-    # 8 requests per 1-second window for 2 workers of 8 requests in flight each: half of every
+    # 8 requests per 1-second window for 2 workers of 12 requests in flight each: most of every
     # burst is refused. The client has no pacing of its own (rate_limit 0), retries other
     # failures almost at once (backoff 10-50 ms) and has 1 attempt per request for failures: a
     # request that is refused (429), even again and again, must still get through by waiting as
@@ -28,9 +28,10 @@ def test_a_429_storm_is_waited_out_per_retry_after_and_every_user_is_written(mod
         base,
         tmp_path,
         "storm",
-        users=12,
+        users=20,
         backfill_max_posts=100,
         max_attempts=1,
+        concurrency=12,
         sim_options={"rate_limit": 8, "rate_window": 1.0},
     ) as w:
         expect = w.expectation()
