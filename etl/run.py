@@ -93,6 +93,7 @@ class RunReport:
     interrupted: bool = False
     duration: float = 0.0
     workers: int = 0
+    workers_started: bool = False
     registered_users: int | None = None
     recorded: bool = True  # False: the database was gone when the outcome was to be written
 
@@ -215,9 +216,16 @@ def mark_stale_shards(conn: psycopg.Connection) -> list[tuple[int, int]]:
             log.warning("run %d shard %d: %s; marked stale", run_id, shard, error)
         finally:
             conn.execute(ETL.release_shard_lock, key)
-    for run_id in sorted({run_id for run_id, _ in stale}):
-        conn.execute(ETL.finalize_run, {"run_id": run_id})
+    for (run_id,) in conn.execute(ETL.unfinished_runs).fetchall():
+        finalize_run(conn, run_id)
     return stale
+
+
+def finalize_run(conn: psycopg.Connection, run_id: int) -> tuple:
+    """Give a run the state its shards say (completed, failed or in_progress); (status, total, failed)."""
+    with conn.transaction():
+        conn.execute(ETL.lock_run, {"run_id": run_id})
+        return conn.execute(ETL.finalize_run, {"run_id": run_id}).fetchone()
 
 
 def execute(
@@ -237,6 +245,17 @@ def execute(
         conn = db.connect(conninfo, settings, autocommit=True)
     except db.DatabaseUnavailable as exc:
         raise RunError(str(exc)) from None
+    try:
+        return _execute(conn, conninfo, settings, options, report, started, on_progress, install_signals)
+    except psycopg.Error as exc:
+        if report.workers_started:
+            raise
+        raise RunError(f"the database failed before the run started: {db.error_line(exc)}") from None
+
+
+def _execute(conn, conninfo, settings, options, report, started, on_progress, install_signals) -> RunReport:
+    run_at = report.run_at
+    shards_here = report.shards_here
     with conn:
         check_schema(conn)
         mark_stale_shards(conn)
@@ -289,6 +308,7 @@ def execute(
             counts = count_selected(conn, options, run_at, upto, resume=not options.force)
             on_progress(("plan", None, {shard: counts[shard] for shard in todo}))
         if tasks:
+            report.workers_started = True
             log.info(
                 "run %d (%s, %d shards, %s): %d shards here with %d workers",
                 run_id, report.run_date, options.shards, options.selection, len(tasks), workers,
@@ -338,7 +358,7 @@ def _write_outcomes(conn: psycopg.Connection, report: RunReport, outcomes: dict)
                 {"run_id": report.run_id, "shard": shard, "status": shard_report.status,
                  "error": shard_report.error, "pid": outcome.pid, "host": host},
             )  # fmt: skip
-    row = conn.execute(ETL.finalize_run, {"run_id": report.run_id}).fetchone()
+    row = finalize_run(conn, report.run_id)
     report.status, report.total_users = row[0], row[1]
 
 

@@ -148,6 +148,16 @@ class Control:
 
         await self._run(run)
 
+    async def finalize_run(self, run_id: int) -> None:
+        """The run's state from its shards, computed under the run row's lock (see lock_run)."""
+
+        async def run(conn: AsyncConnection) -> None:
+            async with conn.transaction():
+                await conn.execute(ETL.lock_run, {"run_id": run_id})
+                await conn.execute(ETL.finalize_run, {"run_id": run_id})
+
+        await self._run(run)
+
     async def _run(self, statement: Callable[[AsyncConnection], Any]) -> Any:
         conn = self.conn
         try:
@@ -294,6 +304,9 @@ class ShardWorker:
         the parent (or the next run, which marks the shard stale)."""
         try:
             await control.execute(ETL.update_shard, self.stats.row(self.task.run_id))
+            # The run's row follows its shards as each ends, so it is right even if the parent
+            # that would record the end dies first.
+            await control.finalize_run(self.task.run_id)
         except psycopg.OperationalError as exc:
             log.error("shard %d: could not record its outcome (%s): %s", self.task.shard, db.error_line(exc), self.stats.status)
 

@@ -134,3 +134,18 @@ FROM etl_shards WHERE run_id = %(run_id)s ORDER BY shard
 
 -- name: latest_run_date
 SELECT max(run_date) AS run_date FROM snapshot_logs
+
+-- name: lock_run
+-- Taken before finalize_run in the same transaction: two shards finishing at once compute the
+-- run's state one after the other, each seeing the other's shard row.
+SELECT id FROM snapshot_logs WHERE id = %(run_id)s FOR UPDATE
+
+-- name: unfinished_runs
+-- Runs still marked in_progress although none of their shards runs (their parent died before
+-- recording the end): finalize_run gives them their real state.
+SELECT l.id
+FROM snapshot_logs l
+WHERE l.status = 'in_progress' AND l.run_date IS NOT NULL
+  AND EXISTS (SELECT 1 FROM etl_shards s WHERE s.run_id = l.id)
+  AND NOT EXISTS (SELECT 1 FROM etl_shards s WHERE s.run_id = l.id AND s.status = 'running')
+ORDER BY l.id

@@ -152,3 +152,49 @@ def test_one_users_api_failure_fails_that_user_only(module_db, base):
         assert again.exit_code == 0
         assert again.totals()["users_selected"] == 1
         assert victim in written(dsn, as_of.date())
+
+
+def test_parent_killed_its_workers_finish_and_complete_the_run_row(module_db, base):
+    dsn = module_db("_parent")
+    with serve_in_thread(users=60, seed=SEED, latency_ms=30) as sim:
+        settings = run_settings(base, dsn, sim.url, batch_users=10)
+        register_all(settings, dsn, sim_users(sim.url))
+        proc = etl_process(settings, "run", "--shards", "2", "--workers", "2", "--as-of", sim_now(sim).isoformat())
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not conn.execute(
+                "SELECT count(*) FROM etl_shards WHERE status = 'running'"
+            ).fetchone()[0]:
+                time.sleep(0.05)
+            proc.kill()  # the parent only: its workers go on, orphaned
+            proc.communicate(timeout=30)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and conn.execute(
+                "SELECT count(*) FROM etl_shards WHERE status = 'running'"
+            ).fetchone()[0]:
+                time.sleep(0.2)
+            shards = conn.execute("SELECT status FROM etl_shards ORDER BY shard").fetchall()
+            run = conn.execute("SELECT status, time_completed IS NOT NULL FROM snapshot_logs").fetchone()
+    assert shards == [("completed",), ("completed",)]
+    assert run == ("completed", True)  # the last worker to finish completed the run row
+
+
+def test_status_repairs_a_run_left_in_progress_with_no_shard_running(dsn, clean_environ, monkeypatch):
+    from click.testing import CliRunner
+
+    from etl.cli import cli
+
+    with psycopg.connect(dsn) as conn:
+        run_id = conn.execute(
+            "INSERT INTO snapshot_logs (status, time_started, run_date, shard_count, selection) "
+            "VALUES ('in_progress', now(), '2026-12-01', 2, 'active:7') RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO etl_shards (run_id, shard, status, started_at, finished_at) "
+            "VALUES (%s, 0, 'completed', now(), now()), (%s, 1, 'completed', now(), now())",
+            (run_id, run_id),
+        )
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    result = CliRunner().invoke(cli, ["status", "--date", "2026-12-01"])
+    assert result.exit_code == 0
+    assert f"Run {run_id} of 2026-12-01: completed (2 shards, active:7;" in result.output
