@@ -61,7 +61,9 @@ def cli_reference() -> str:
     """Every command's --help, as the terminal shows it, in fenced blocks."""
     from etl.cli import cli
 
-    root = click.Context(cli, info_name="etl", terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH)
+    # The group's context settings (its -h/--help) apply here as they do at the command line.
+    settings = {**cli.context_settings, "terminal_width": HELP_WIDTH, "max_content_width": HELP_WIDTH}
+    root = click.Context(cli, info_name="etl", **settings)
     blocks = [f"### `etl`\n\n```\n{cli.get_help(root)}\n```"]
     for path, command in _commands(cli, root, []):
         parent = root

@@ -28,14 +28,21 @@ def _first_day(
         return days.run(days.settings(rate_limit=configured, concurrency=concurrency, max_workers=workers, **settings))
 
 
-def bench_rate(users: int, seed: int, rate: float, window: int, concurrency_steps: list[int], scan_users: int) -> Table:
+def bench_rate(
+    users: int, seed: int, rate: float, window: int, concurrency_steps: list[int], scan_users: int,
+    max_feed_items: int | None = None,
+) -> Table:  # fmt: skip
     """Budget use at the configured rate, 429 handling below it, throughput by concurrency."""
     table = Table(
         f"Rate budget: simulator with {LATENCY_MS} ms latency and a per-IP limit",
         ["case", "server limit/s", "ETL_RATE_LIMIT", "workers x concurrency", "requests", "seconds",
          "requests/s", "budget used", "429s", "failed users"],
     )  # fmt: skip
-    cases = [("configured = server limit", users, rate, 2, 8, {}), ("server limit below configured", users, rate * 0.75, 2, 8, {})]
+    main = {"max_feed_items": max_feed_items} if max_feed_items else {}
+    cases = [
+        ("configured = server limit", users, rate, 2, 8, main),
+        ("server limit below configured", users, rate * 0.75, 2, 8, main),
+    ]
     cases += [
         ("throughput by concurrency", scan_users, rate, 1, step, {"batch_users": SCAN_BATCH_USERS, "max_feed_items": SCAN_MAX_FEED_ITEMS})
         for step in concurrency_steps
