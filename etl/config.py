@@ -126,6 +126,13 @@ def _prom_file(raw: Any) -> str:
     return text
 
 
+def _pg_memory(raw: Any) -> str:
+    text = _text(raw).strip()
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB)", text):
+        raise ValueError("expected a PostgreSQL memory size such as 64MB (units kB, MB, GB)")
+    return text.replace(" ", "")
+
+
 def _conninfo(raw: Any) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
@@ -161,6 +168,7 @@ SPECS: dict[str, Spec] = {
         Spec("db_sslmode", _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full")),
         Spec("db_connect_timeout", _int(1)),
         Spec("statement_timeout", _float(0)),
+        Spec("work_mem", _pg_memory),
         Spec("data_dir", _text),
         Spec("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True)),
         Spec("log_format", _choice("text", "json")),

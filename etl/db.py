@@ -86,8 +86,7 @@ def connect(
         ) from None
     # A session setting rather than the `options` startup parameter: PgBouncer rejects unknown
     # startup options.
-    timeout_ms = int(settings.statement_timeout * 1000)
-    conn.execute(OPS.set_statement_timeout, {"ms": str(timeout_ms)})
+    conn.execute(OPS.set_session, session_params(settings))
     if not autocommit:
         conn.commit()
     return conn
@@ -138,6 +137,11 @@ def error_line(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def session_params(settings: Settings) -> dict[str, str]:
+    """Parameters of OPS.set_session for these settings."""
+    return {"ms": str(int(settings.statement_timeout * 1000)), "work_mem": settings.work_mem}
 
 
 def whoami() -> str:

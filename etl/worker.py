@@ -222,7 +222,7 @@ class ShardWorker:
             application_name=f"dopplersky-etl shard {self.task.shard}",
         )
         self.backends.start(conn.info.backend_pid)
-        await conn.execute(OPS.set_statement_timeout, {"ms": str(int(self.settings.statement_timeout * 1000))})
+        await conn.execute(OPS.set_session, db.session_params(self.settings))
         if not autocommit:
             await conn.commit()
         return conn

@@ -18,8 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from etl import embedded
-from etl.sqlfiles import queries
+from etl import db, embedded
+from etl.config import load_settings
+from etl.sqlfiles import OPS, queries
 from etl.stage import StagedBatch, stage_batch
 from etl.validate import Post, Profile
 from tests.bench.common import BENCH_DIR, Table, bench_database, median_of
@@ -87,9 +88,16 @@ def _release(conninfo: str) -> None:
         pass
 
 
+def _session() -> dict[str, str]:
+    """The session settings every path gets: the ones the ETL's workers use."""
+    return db.session_params(load_settings(environ={}, cwd=BENCH_DIR))
+
+
 def _timed_stage(conninfo: str, batch: StagedBatch) -> float:
     async def go() -> float:
-        conn = await psycopg.AsyncConnection.connect(conninfo)
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        await conn.execute(OPS.set_session, _session())
+        await conn.set_autocommit(False)
         try:
             await conn.execute(queries("etl").create_stage_tables)
             await conn.commit()
@@ -104,6 +112,8 @@ def _timed_stage(conninfo: str, batch: StagedBatch) -> float:
 
 def _timed_rows(conninfo: str, statement: str, rows: list[dict], *, many: bool) -> float:
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        cur.execute(OPS.set_session, _session())
+        conn.commit()
         started = time.perf_counter()
         if many:
             cur.executemany(statement, rows)
