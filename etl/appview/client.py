@@ -103,17 +103,7 @@ class AppView:
                 # One malformed actor fails its whole call of 25 with a 400, so it is not sent;
                 # no account can have it, so it counts as omitted (account_status: not_found).
                 log.warning("not asking for invalid DID %s; counting it as omitted", wire.shown(did))
-        chunks = [valid[i : i + BATCH] for i in range(0, len(valid), BATCH)]
-        answers = await _gather(self._profiles_call(chunk) for chunk in chunks)
-        profiles: dict[str, Profile] = {}
-        failed: list[str] = []
-        errors: list[AppViewError] = []
-        for chunk, answer in zip(chunks, answers, strict=True):
-            if isinstance(answer, AppViewError):
-                failed.extend(chunk)
-                errors.append(answer)
-            else:
-                profiles.update(answer)
+        profiles, failed, errors = await self._lookup(GET_PROFILES, "actors", "profiles", profile_from_view, valid)
         unanswered = set(failed)
         omitted = [did for did in asked if did not in profiles and did not in unanswered]
         result = ProfilesResult(profiles, omitted)
@@ -122,18 +112,34 @@ class AppView:
             raise BatchFailed(GET_PROFILES, failed, errors, result)
         return result
 
-    async def _profiles_call(self, dids: list[str]) -> dict[str, Profile]:
-        data = await self._call(GET_PROFILES, [("actors", did) for did in dids], require="profiles")
-        wanted = set(dids)
-        found: dict[str, Profile] = {}
-        for view in data["profiles"]:
-            profile = build(profile_from_view, view)
-            if profile is None:
+    async def _lookup(self, method: str, param: str, field: str, builder, keys: list[str]) -> tuple[dict, list, list]:
+        """Look keys up in concurrent calls of 25: (found by key, keys of failed calls, their errors)."""
+        chunks = [keys[i : i + BATCH] for i in range(0, len(keys), BATCH)]
+        answers = await _gather(self._lookup_call(method, param, field, builder, chunk) for chunk in chunks)
+        found: dict[str, Any] = {}
+        failed: list[str] = []
+        errors: list[AppViewError] = []
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if isinstance(answer, AppViewError):
+                failed.extend(chunk)
+                errors.append(answer)
+            else:
+                found.update(answer)
+        return found, failed, errors
+
+    async def _lookup_call(self, method: str, param: str, field: str, builder, keys: list[str]) -> dict[str, Any]:
+        data = await self._call(method, [(param, key) for key in keys], require=field)
+        wanted = set(keys)
+        found: dict[str, Any] = {}
+        for view in data[field]:
+            item = build(builder, view)
+            if item is None:
                 continue
-            if profile.did not in wanted:
-                log.warning("getProfiles answered for %s, which was not asked; ignoring it", profile.did)
+            key = item.did if isinstance(item, Profile) else item.uri
+            if key not in wanted:
+                log.warning("%s answered for %s, which was not asked; ignoring it", method.rsplit(".", 1)[1], key)
                 continue
-            found.setdefault(profile.did, profile)
+            found.setdefault(key, item)
         return found
 
     async def account_status(self, did: str) -> str:
@@ -218,34 +224,10 @@ class AppView:
         if len(valid) != len(asked):
             # One malformed URI fails its whole call with a 400; no post can have one.
             log.warning("not asking for %d invalid post URIs (they count as deleted)", len(asked) - len(valid))
-        chunks = [valid[i : i + BATCH] for i in range(0, len(valid), BATCH)]
-        answers = await _gather(self._posts_call(chunk) for chunk in chunks)
-        found: dict[str, Post] = {}
-        failed: list[str] = []
-        errors: list[AppViewError] = []
-        for chunk, answer in zip(chunks, answers, strict=True):
-            if isinstance(answer, AppViewError):
-                failed.extend(chunk)
-                errors.append(answer)
-            else:
-                found.update(answer)
+        found, failed, errors = await self._lookup(GET_POSTS, "uris", "posts", post_from_view, valid)
         if errors:
             # Never return a partial dict: an absent URI means "deleted" to the caller.
             raise BatchFailed(GET_POSTS, failed, errors, found)
-        return found
-
-    async def _posts_call(self, uris: list[str]) -> dict[str, Post]:
-        data = await self._call(GET_POSTS, [("uris", uri) for uri in uris], require="posts")
-        wanted = set(uris)
-        found: dict[str, Post] = {}
-        for view in data["posts"]:
-            post = build(post_from_view, view)
-            if post is None:
-                continue
-            if post.uri not in wanted:
-                log.warning("getPosts answered for %s, which was not asked; ignoring it", post.uri)
-                continue
-            found.setdefault(post.uri, post)
         return found
 
     # --- one XRPC query, with retries --------------------------------------------------------
