@@ -349,8 +349,8 @@ def _write_outcomes(conn: psycopg.Connection, report: RunReport, outcomes: dict)
         if outcome.result is not None:
             if shard_report.status in ("busy", "lost"):
                 continue  # another process's claim: not ours to write
-            params = ShardStats(**outcome.result).row(report.run_id) | {"pid": outcome.pid, "host": host}
-            if conn.execute(ETL.record_outcome, params).rowcount:
+            params = ShardStats(**outcome.result).row(report.run_id, pid=outcome.pid, host=host)
+            if conn.execute(ETL.update_shard, params).rowcount:
                 log.warning("shard %d: recorded the outcome its worker could not write", shard)
         elif outcome.started:
             conn.execute(

@@ -96,10 +96,12 @@ class ShardStats:
     cpu: dict[str, float | None] = field(default_factory=dict)
     peak_rss_kb: int = 0
 
-    def row(self, run_id: int) -> dict[str, Any]:
-        """Parameters of update_shard."""
+    def row(self, run_id: int, *, pid: int | None = None, host: str | None = None) -> dict[str, Any]:
+        """Parameters of update_shard (pid and host: only that worker's running claim)."""
         api = self.api or {}
         return {
+            "pid": pid,
+            "host": host,
             "run_id": run_id,
             "shard": self.shard,
             "status": self.status,

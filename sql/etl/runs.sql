@@ -29,7 +29,9 @@ SET status = 'running', host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = n
     api_requests = 0, retries = 0, rate_limited = 0, posts_merged = 0, posts_deleted = 0
 
 -- name: update_shard
--- Counters so far (after every batch: a heartbeat for `etl status`), and the final state.
+-- Counters so far (after every batch: a heartbeat for `etl status`), and the final state. With
+-- %(pid)s and %(host)s given (the parent recording an outcome its worker reported but could not
+-- write, the database having been gone), only that worker's claim still running is changed.
 UPDATE etl_shards
 SET status = %(status)s,
     heartbeat_at = now(),
@@ -47,6 +49,7 @@ SET status = %(status)s,
     posts_deleted = %(posts_deleted)s,
     error = %(error)s
 WHERE run_id = %(run_id)s AND shard = %(shard)s
+  AND (%(pid)s::integer IS NULL OR (status = 'running' AND pid = %(pid)s AND host = %(host)s))
 
 -- name: fail_shard
 -- The parent's verdict on a shard whose worker could not say it itself (killed, interrupted).
@@ -54,28 +57,6 @@ WHERE run_id = %(run_id)s AND shard = %(shard)s
 -- long enough for another process to claim the shard, that claim is theirs.
 UPDATE etl_shards
 SET status = %(status)s, finished_at = now(), duration = extract(epoch FROM now() - started_at), error = %(error)s
-WHERE run_id = %(run_id)s AND shard = %(shard)s AND status = 'running'
-  AND pid = %(pid)s AND host = %(host)s
-
--- name: record_outcome
--- The outcome a worker reported to the parent but could not write (the database was gone when
--- it finished); the same guard as fail_shard.
-UPDATE etl_shards
-SET status = %(status)s,
-    heartbeat_at = now(),
-    finished_at = now(),
-    duration = extract(epoch FROM now() - started_at),
-    users_selected = %(users_selected)s,
-    users_written = %(users_written)s,
-    users_failed = %(users_failed)s,
-    users_inactive = %(users_inactive)s,
-    feed_skipped = %(feed_skipped)s,
-    api_requests = %(api_requests)s,
-    retries = %(retries)s,
-    rate_limited = %(rate_limited)s,
-    posts_merged = %(posts_merged)s,
-    posts_deleted = %(posts_deleted)s,
-    error = %(error)s
 WHERE run_id = %(run_id)s AND shard = %(shard)s AND status = 'running'
   AND pid = %(pid)s AND host = %(host)s
 
