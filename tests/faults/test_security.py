@@ -150,19 +150,24 @@ def test_hostile_dids_and_handles_in_users_and_in_answers_are_stored_verbatim_or
 def _ways(dsn: str, tmp: Path) -> dict[str, tuple[dict[str, str], list[str]]]:
     """Each supported way of giving the password: (environment, extra CLI arguments)."""
     parts = conninfo_to_dict(dsn)
-    host, dbname, user = parts["host"], parts["dbname"], parts["user"]
+    host, dbname, user, port = parts["host"], parts["dbname"], parts["user"], parts.get("port", "5432")
     yaml_file = tmp / "settings.yaml"
-    yaml_file.write_text(f"db_host: {host}\ndb_name: {dbname}\ndb_user: {user}\ndb_password: {PASSWORD}\n")
+    yaml_file.write_text(f"db_host: {host}\ndb_port: {port}\ndb_name: {dbname}\ndb_user: {user}\ndb_password: {PASSWORD}\n")
     env_file = tmp / ".env.production"
-    env_file.write_text(f"DB_HOST={host}\nDB_NAME={dbname}\nDB_USER={user}\nDB_PASSWORD={PASSWORD}\n")
+    env_file.write_text(f"DB_HOST={host}\nDB_PORT={port}\nDB_NAME={dbname}\nDB_USER={user}\nDB_PASSWORD={PASSWORD}\n")
     dot_env = tmp / "dotenv"
     dot_env.mkdir()
-    (dot_env / ".env").write_text(f"DATABASE_URL=postgresql://{user}:{PASSWORD}@/{dbname}?host={host}\n")
+    url = f"postgresql://{user}:{PASSWORD}@/{dbname}?host={host}&port={port}"
+    (dot_env / ".env").write_text(f"DATABASE_URL={url}\n")
     return {
-        "DATABASE_URL (URL)": ({"DATABASE_URL": f"postgresql://{user}:{PASSWORD}@/{dbname}?host={host}"}, []),
-        "DATABASE_URL (key=value)": ({"DATABASE_URL": f"host={host} dbname={dbname} user={user} password='{PASSWORD}'"}, []),
-        "DB_PASSWORD": ({"DB_HOST": host, "DB_NAME": dbname, "DB_USER": user, "DB_PASSWORD": PASSWORD}, []),
-        "DATABASE_URL + DB_PASSWORD": ({"DATABASE_URL": f"postgresql://{user}@/{dbname}?host={host}", "DB_PASSWORD": PASSWORD}, []),
+        "DATABASE_URL (URL)": ({"DATABASE_URL": url}, []),
+        "DATABASE_URL (key=value)": (
+            {"DATABASE_URL": f"host={host} port={port} dbname={dbname} user={user} password='{PASSWORD}'"}, []
+        ),
+        "DB_PASSWORD": ({"DB_HOST": host, "DB_PORT": port, "DB_NAME": dbname, "DB_USER": user, "DB_PASSWORD": PASSWORD}, []),
+        "DATABASE_URL + DB_PASSWORD": (
+            {"DATABASE_URL": f"postgresql://{user}@/{dbname}?host={host}&port={port}", "DB_PASSWORD": PASSWORD}, []
+        ),
         "--config YAML": ({}, ["--config", str(yaml_file)]),
         "--config KEY=VALUE": ({}, ["--config", str(env_file)]),
         ".env": ({"__cwd__": str(dot_env)}, []),
