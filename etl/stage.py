@@ -45,7 +45,8 @@ class StagedBatch:
     asked: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def _copy(conn: AsyncConnection, statement: str, types: list[str], rows) -> None:
+async def copy_rows(conn: AsyncConnection, statement: str, types: list[str], rows) -> None:
+    """Binary COPY of rows with their column types set."""
     async with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.set_types(types)
         for row in rows:
@@ -56,21 +57,21 @@ async def stage_batch(conn: AsyncConnection, batch: StagedBatch, run_date: date)
     """COPY the batch and merge it in one transaction; the counts of what changed."""
     counts = {"posts_merged": 0, "posts_deleted": 0, "snapshots": 0}
     async with conn.transaction():
-        await _copy(
+        await copy_rows(
             conn,
             ETL.copy_profiles,
             PROFILE_TYPES,
             ((p.did, p.handle, p.display_name, p.avatar, p.followers, p.follows, p.posts) for p in batch.profiles),
         )
-        await _copy(
+        await copy_rows(
             conn,
             ETL.copy_posts,
             POST_TYPES,
             ((p.uri, p.did, p.created_at, p.likes, p.replies, p.quotes, p.reposts) for p in batch.posts),
         )
-        await _copy(conn, ETL.copy_status, STATUS_TYPES, batch.statuses)
-        await _copy(conn, ETL.copy_reads, READ_TYPES, batch.reads)
-        await _copy(conn, ETL.copy_asked, ASKED_TYPES, batch.asked)
+        await copy_rows(conn, ETL.copy_status, STATUS_TYPES, batch.statuses)
+        await copy_rows(conn, ETL.copy_reads, READ_TYPES, batch.reads)
+        await copy_rows(conn, ETL.copy_asked, ASKED_TYPES, batch.asked)
         await conn.execute(ETL.analyze_stage)
         params = {"date": run_date}
         for step in MERGE_STEPS:

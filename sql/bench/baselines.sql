@@ -16,9 +16,15 @@ WHERE (p.likes, p.replies, p.quotes, p.reposts, p."createdAt")
       IS DISTINCT FROM (EXCLUDED.likes, EXCLUDED.replies, EXCLUDED.quotes, EXCLUDED.reposts, EXCLUDED."createdAt")
 
 -- name: upsert_snapshot_row
--- upsert_snapshots for one user, its sums computed by the caller.
+-- upsert_snapshots for one user: the same row, the same sums over the user's posts in SQL.
 INSERT INTO snapshots AS s (did, date, followers, following, posts, likes, replies, quotes, reposts)
-VALUES (%(did)s, %(date)s, %(followers)s, %(follows)s, %(posts)s, %(likes)s, %(replies)s, %(quotes)s, %(reposts)s)
+SELECT %(did)s::text, %(date)s::date, %(followers)s::integer, %(follows)s::integer, %(posts)s::integer,
+       LEAST(COALESCE(sum(p.likes), 0), 2147483647)::integer,
+       LEAST(COALESCE(sum(p.replies), 0), 2147483647)::integer,
+       LEAST(COALESCE(sum(p.quotes), 0), 2147483647)::integer,
+       LEAST(COALESCE(sum(p.reposts), 0), 2147483647)::integer
+FROM posts p
+WHERE p.did = %(did)s::text
 ON CONFLICT (did, date) DO UPDATE
 SET followers = EXCLUDED.followers, following = EXCLUDED.following, posts = EXCLUDED.posts,
     likes = EXCLUDED.likes, replies = EXCLUDED.replies, quotes = EXCLUDED.quotes, reposts = EXCLUDED.reposts

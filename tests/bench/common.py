@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from etl import embedded, migrate
 from etl.config import PROJECT_ROOT, Settings, load_settings
@@ -61,15 +62,37 @@ def median_of(runs: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(runs))
 
 
+def admin_conninfo() -> str:
+    """The server the database benchmarks use: $BENCH_DSN (any PostgreSQL 15+), else the embedded one."""
+    dsn = os.environ.get("BENCH_DSN")
+    if dsn:
+        return dsn
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    return embedded.start(BENCH_DIR, "postgres")
+
+
+def database_conninfo(name: str) -> str:
+    """Conninfo of database `name` on the benchmark's server."""
+    return make_conninfo(admin_conninfo(), dbname=name)
+
+
+def server_label() -> str:
+    """How the benchmarks reach their server, for the tables' titles."""
+    with psycopg.connect(admin_conninfo()) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        host = conn.info.host
+    transport = "Unix socket" if host.startswith("/") else f"TCP {host}"
+    return f"PostgreSQL {version} over {transport}"
+
+
 @contextlib.contextmanager
 def bench_database(name: str) -> Iterator[str]:
-    """A fresh, migrated database named `name` in the benchmark's own embedded server."""
-    BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    admin = embedded.start(BENCH_DIR, "postgres")
+    """A fresh, migrated database named `name` on the benchmark's server."""
+    admin = admin_conninfo()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conninfo = embedded.start(BENCH_DIR, name)
+    conninfo = database_conninfo(name)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         migrate.apply(conn)
     try:
