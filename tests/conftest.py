@@ -24,7 +24,9 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from etl.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ETL_SHARED_DIR", REPO.parent / "shared"))
+# Copies of the project's reference material (the reference README, the atproto lexicons and
+# syntax files), kept in the repository so a clean clone tests without anything beside it.
+SHARED = Path(os.environ.get("ETL_SHARED_DIR", REPO / "tests" / "data"))
 
 
 class ServerExecutor(NoopExecutor):

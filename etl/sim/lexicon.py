@@ -5,7 +5,7 @@
     lexicons.validate("app.bsky.feed.defs#postView", view)    # any def by reference
     lexicons.errors("app.bsky.feed.post", record)             # a record: its record schema
 
-The atproto directory is `ETL_ATPROTO_DIR` when set, else `../shared/atproto` beside the repository.
+The atproto directory is `ETL_ATPROTO_DIR` when set, else the repository's copy in `tests/data/atproto`.
 
 Conversion (one JSON-Schema `$defs` entry per lexicon def, `$ref`s between files resolved):
     object/params  properties, required, nullable; unknown properties allowed (the lexicon rule)
@@ -54,9 +54,9 @@ _FORMATS = {
 
 
 def atproto_dir() -> Path:
-    """The atproto reference data: $ETL_ATPROTO_DIR or ../shared/atproto next to the repository."""
+    """The atproto reference data: $ETL_ATPROTO_DIR or the repository's copy in tests/data/atproto."""
     override = os.environ.get("ETL_ATPROTO_DIR")
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "atproto"
+    return Path(override) if override else REPO_ROOT / "tests" / "data" / "atproto"
 
 
 def graphemes(text: str) -> int:
