@@ -45,6 +45,10 @@ GET_POSTS = "app.bsky.feed.getPosts"
 
 BATCH = 25  # the lexicons' maxLength for getProfiles `actors` and getPosts `uris`; 26 is a 400
 FEED_LIMIT = 100  # getAuthorFeed's largest page: the fewest requests per post read
+# A feed page over max_response_bytes (posts with huge texts or embeds) is asked again, from the
+# same cursor, for this many times fewer items; the next page goes back to FEED_LIMIT, since
+# such pages are rare and small pages cost requests.
+OVERSIZE_SHRINK = 4
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # transient server and load balancer failures
 # 429 answers a request may get before it gives up, per attempt it has for failures: with the
 # default 5 attempts and the AppView's 5-minute window that is far longer than any storm our
@@ -181,8 +185,9 @@ class AppView:
         used: set[str] = set()
         cursor: str | None = None
         pages = 0
+        limit = FEED_LIMIT
         while True:
-            params = [("actor", did), ("limit", str(FEED_LIMIT)), ("filter", "posts_with_replies")]
+            params = [("actor", did), ("limit", str(limit)), ("filter", "posts_with_replies")]
             params.append(("includePins", "false"))
             if cursor is not None:
                 params.append(("cursor", cursor))  # sent back verbatim: cursors are opaque
@@ -193,8 +198,15 @@ class AppView:
                 if status is not None:
                     raise AccountUnavailable(did, status) from exc
                 return feed_result(did, posts, pages, "error", exc)
+            except ResponseTooLarge as exc:
+                if limit == 1:
+                    return feed_result(did, posts, pages, "error", exc)
+                limit = max(1, limit // OVERSIZE_SHRINK)
+                log.warning("%s: page of %s too large; asking again for %d items", GET_AUTHOR_FEED, did, limit)
+                continue
             except AppViewError as exc:
                 return feed_result(did, posts, pages, "error", exc)
+            limit = FEED_LIMIT
             pages += 1
             oldest = collect_own_posts(did, page["feed"], posts)
             next_cursor = page.get("cursor")

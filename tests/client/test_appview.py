@@ -354,6 +354,48 @@ def test_an_empty_page_with_a_cursor_is_not_the_end(server, make_client):
     assert (result.stop, result.pages, len(result.posts)) == ("end", 2, 1)
 
 
+def long_post(rkey: str, d: int, size: int) -> dict:
+    """An own post whose text is `size` characters long."""
+    view = own(rkey, d)
+    view["record"]["text"] = "x" * size
+    return view
+
+
+def test_an_oversized_feed_page_is_asked_again_for_fewer_items_from_the_same_cursor(server, make_client):
+
+    def handler(url):
+        limit = int(url.query["limit"])
+        cursor = url.query.get("cursor")
+        if cursor is None:
+            return reply({"feed": [item(own("a", 20))], "cursor": "c1"})
+        if cursor == "c1" and limit > 6:  # ~800 bytes an item: over the cap unless 6 or fewer
+            return reply({"feed": [item(long_post(f"big{n}", 19, 400)) for n in range(limit)]})
+        if cursor == "c1":
+            return reply({"feed": [item(own("b", 19))], "cursor": "c2"})
+        return reply({"feed": [item(own("c", 18))]})
+
+    server.route(GET_AUTHOR_FEED, handler)
+    result = using(make_client(max_response_bytes=15_000), lambda c: c.author_feed(DID, None))
+    assert [p.uri for p in result.posts] == [uri_of(DID, r) for r in "abc"]
+    assert (result.complete, result.stop, result.pages) == (True, "end", 3)
+    asked = [(url.query.get("cursor"), url.query["limit"]) for url in server.urls()]
+    # 100 -> 25 -> 6 items from c1, then the next page at the full size again.
+    assert asked == [(None, "100"), ("c1", "100"), ("c1", "25"), ("c1", "6"), ("c2", "100")]
+
+
+def test_a_feed_page_too_large_even_for_one_item_is_an_error_stop(server, make_client):
+    def handler(url):
+        if url.query.get("cursor") is None:
+            return reply({"feed": [item(own("a", 20))], "cursor": "c1"})
+        return reply({"feed": [item(long_post("huge", 19, 30_000))], "cursor": "c2"})
+
+    server.route(GET_AUTHOR_FEED, handler)
+    result = using(make_client(max_response_bytes=20_000), lambda c: c.author_feed(DID, None))
+    assert (result.complete, result.stop, result.pages) == (False, "error", 1)
+    assert isinstance(result.error, ResponseTooLarge)
+    assert [url.query["limit"] for url in server.urls()] == ["100", "100", "25", "6", "1"]
+
+
 def test_an_error_mid_feed_returns_the_posts_read_so_far_as_incomplete(mocked, make_client):
     mocked.get(xrpc(GET_AUTHOR_FEED), payload={"feed": [item(own("a", 20))], "cursor": "c1"})
     mocked.get(xrpc(GET_AUTHOR_FEED), status=503, repeat=True)
