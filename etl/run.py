@@ -237,6 +237,7 @@ def execute(
 ) -> RunReport:
     """The whole run on this machine; never raises for a shard's failure (see the report)."""
     started = time.monotonic()
+    set_run_id(None)  # until this run has its id, log lines must not carry a previous run's
     run_at = run_moment(options.as_of)
     shards_here, _reason = shards_to_run(options)
     report = RunReport(run_date=run_at.date(), run_at=run_at, shards_here=shards_here)

@@ -105,6 +105,21 @@ def test_json_log_lines_carry_timestamp_level_logger_message_run_id():
     assert (line["level"], line["logger"], line["message"], line["run_id"]) == ("INFO", "etl.run", "hello world", "42")
 
 
+def test_a_new_run_does_not_log_under_the_previous_runs_id(clean_environ):
+    from etl import logs
+    from etl import run as runmod
+    from etl.config import load_settings
+
+    settings = load_settings(environ={"DATABASE_URL": f"postgresql://etl@127.0.0.1:{DEAD_PORT}/x"})
+    set_run_id(41)  # the run before, in the same process (etl demo makes several)
+    try:
+        with pytest.raises(runmod.RunError):
+            runmod.execute(settings, runmod.RunOptions(shards=1), install_signals=False)
+        assert logs._run_id is None
+    finally:
+        set_run_id(None)
+
+
 def test_json_logs_through_the_cli_are_one_object_per_line(clean_environ, monkeypatch, dsn):
     monkeypatch.setenv("DATABASE_URL", dsn)
     proc = subprocess.run(
